@@ -1,0 +1,160 @@
+"""The ``tensorslim`` command: a thin front end over the Python API.
+
+Every command turns a user-input problem into one line on stderr (``error: ...``) and exit status 2, never a
+traceback; output files and directories are written atomically, so a failed command leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TensorSlimError
+
+
+def _json_option(text: str | None, what: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TensorSlimError(f"{what}: not valid JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise TensorSlimError(f"{what}: expected a JSON object")
+    return value
+
+
+def _default_dataset(data_dir: str | None) -> str:
+    """Fashion-MNIST where it is installed, else scikit-learn's digits (always there)."""
+    from . import data
+
+    found = {s.name for s in data.available(data_dir) if s.found}
+    return "fashion-mnist" if "fashion-mnist" in found else "digits"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="tensorslim")
+def cli() -> None:
+    """Compress CNNs with tensor methods (SVD, CP, Tucker-2, Tensor-Train, TCL/TRL) for edge devices."""
+
+
+@cli.command("data")
+@click.option("--data-dir", type=click.Path(), help="Root folder searched first for dataset files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def data_cmd(data_dir: str | None, as_json: bool) -> None:
+    """List every dataset with where it was found, or why not."""
+    from . import data
+
+    rows = data.available(data_dir)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ if hasattr(r, "__dict__") else r._asdict() for r in rows], indent=2))
+        return
+    for r in rows:
+        where = r.location if r.found else f"not found: {r.detail}"
+        click.echo(f"{r.name:<14} {'yes' if r.found else 'no ':<4} {where}")
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_cmd(as_json: bool) -> None:
+    """List the built-in models with their default input shape, params and MACs."""
+    from . import models
+
+    rows = models.summary_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'model':<12} {'input':<10} {'params':>12} {'MACs':>15}  description")
+    for r in rows:
+        shape = "x".join(str(d) for d in r["input_shape"])
+        click.echo(f"{r['name']:<12} {shape:<10} {r['params']:>12,} {r['macs']:>15,}  {r['description']}")
+
+
+@cli.command("train")
+@click.argument("model")
+@click.option("--data", "dataset", default=None, help="Dataset name (default: fashion-mnist if installed, else digits).")
+@click.option("--data-dir", type=click.Path(), help="Root folder searched first for dataset files.")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(0))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 0.05 SGD, 2e-3 AdamW).")
+@click.option("--weight-decay", type=float, default=None)
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--model-kwargs", default=None, help="JSON object of extra arguments for the model factory.")
+@click.option("--out", required=True, type=click.Path(), help="Model directory to write (resumes if it exists).")
+def train_cmd(model: str, dataset: str | None, data_dir: str | None, epochs: int, batch_size: int, optimizer: str,
+              lr: float | None, weight_decay: float | None, label_smoothing: float, seed: int,
+              model_kwargs: str | None, out: str) -> None:
+    """Train MODEL (built-in name or package.module:factory) on a dataset, checkpointing every epoch."""
+    from .workflows import train_model
+
+    train_model(model, dataset or _default_dataset(data_dir), out, data_dir=data_dir, epochs=epochs,
+                batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                label_smoothing=label_smoothing, seed=seed, model_kwargs=_json_option(model_kwargs, "--model-kwargs"))
+
+
+@cli.command("evaluate")
+@click.argument("path", type=click.Path())
+@click.option("--data", "dataset", default=None, help="Dataset (default: the one the model was trained on).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--record/--no-record", default=True, show_default=True, help="Store the accuracy in metrics.json.")
+def evaluate_cmd(path: str, dataset: str | None, data_dir: str | None, split: str, record: bool) -> None:
+    """Evaluate a model directory on a dataset split."""
+    from .workflows import evaluate_model
+
+    result = evaluate_model(path, dataset, split=split, data_dir=data_dir, record=record)
+    click.echo(f"{result['dataset']} {split}: accuracy {result['accuracy']:.2f}%  loss {result['loss']:.4f}  "
+               f"({result['samples']} images)")
+
+
+@cli.command("inspect")
+@click.argument("target")
+@click.option("--input-shape", default=None, help="C,H,W (default: the model's own).")
+@click.option("--weights", type=click.Path(), default=None, help="Weights for a factory target (.safetensors/.pt).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect_cmd(target: str, input_shape: str | None, weights: str | None, as_json: bool) -> None:
+    """Per-layer params, MACs, weight and activation bytes of a model directory, built-in name or factory."""
+    from .workflows import inspect_model
+
+    report = inspect_model(target, input_shape=input_shape, weights=weights)
+    click.echo(json.dumps(report["json"], indent=2) if as_json else report["text"])
+
+
+@cli.command("demo")
+@click.option("--data", "dataset", default=None, help="Dataset (default: fashion-mnist if installed, else digits).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path())
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1))
+def demo_cmd(dataset: str | None, data_dir: str | None, out: str, epochs: int) -> None:
+    """The default job: train lenet5, evaluate it and print its cost table."""
+    from .workflows import demo
+
+    demo(dataset or _default_dataset(data_dir), Path(out), data_dir=data_dir, epochs=epochs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="tensorslim", standalone_mode=False)
+    except TensorSlimError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the last completed epoch's model directory is intact; rerun to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()
