@@ -75,7 +75,7 @@ def models_cmd(as_json: bool) -> None:
 
 @cli.command("train")
 @click.argument("model")
-@click.option("--data", "dataset", default=None, help="Dataset name (default: fashion-mnist if installed, else digits).")
+@click.option("--data", "dataset", default=None, help="Dataset (default: fashion-mnist if installed, else digits).")
 @click.option("--data-dir", type=click.Path(), help="Root folder searched first for dataset files.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(0))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
@@ -123,6 +123,56 @@ def inspect_cmd(target: str, input_shape: str | None, weights: str | None, as_js
 
     report = inspect_model(target, input_shape=input_shape, weights=weights)
     click.echo(json.dumps(report["json"], indent=2) if as_json else report["text"])
+
+
+def _rank_value(text: str | None):
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise TensorSlimError(f"--rank {text!r}: expected an integer or integers separated by commas") from None
+    return values[0] if len(values) == 1 else values
+
+
+@cli.command("compress")
+@click.argument("path", type=click.Path())
+@click.option("--plan", "plan_file", type=click.Path(), help="A JSON compression plan (instead of --method...).")
+@click.option("--method", type=click.Choice(["svd", "cp", "tucker2", "tt", "tcl"]))
+@click.option("--rank", default=None, help="Explicit rank: R, or R_in,R_out (tucker2), or R_C,R_H,R_W (tcl).")
+@click.option("--ratio", type=float, default=None, help="Keep this fraction of each layer's parameters.")
+@click.option("--macs-ratio", type=float, default=None, help="Keep this fraction of each layer's MACs.")
+@click.option("--energy", type=float, default=None, help="Keep this fraction of the spectral energy.")
+@click.option("--vbmf", is_flag=True, help="EVBMF ranks (svd, tucker2).")
+@click.option("--weakened", is_flag=True, help="With --vbmf: MUSCO's weakened EVBMF.")
+@click.option("--layers", default="*", show_default=True, help="Glob of layer names to compress.")
+@click.option("--exclude", multiple=True, help="Glob of layer names to leave alone (repeatable).")
+@click.option("--algorithm", type=click.Choice(["power", "als"]), default=None, help="CP algorithm.")
+@click.option("--form", type=click.Choice(["cp3", "cp4"]), default=None, help="CP layer form.")
+@click.option("--data-dir", type=click.Path())
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Measure test accuracy before fine-tuning when the model's dataset is here.")
+@click.option("--out", required=True, type=click.Path())
+def compress_cmd(path: str, plan_file: str | None, method: str | None, rank: str | None, ratio: float | None,
+                 macs_ratio: float | None, energy: float | None, vbmf: bool, weakened: bool, layers: str,
+                 exclude: tuple[str, ...], algorithm: str | None, form: str | None, data_dir: str | None,
+                 evaluate: bool, out: str) -> None:
+    """Factorize the layers of the model directory PATH and write the compressed model to OUT."""
+    from . import plan as plan_mod
+    from .workflows import compress_model
+
+    if plan_file and method:
+        raise TensorSlimError("give either --plan or --method, not both")
+    if plan_file:
+        plan = plan_mod.read(plan_file)
+    elif method:
+        options = {k: v for k, v in (("algorithm", algorithm), ("form", form)) if v}
+        plan = plan_mod.single(method, layers=layers, rank=_rank_value(rank), ratio=ratio, macs_ratio=macs_ratio,
+                               energy=energy, vbmf=("weakened" if weakened else True) if vbmf else None,
+                               options=options, exclude=list(exclude))
+    else:
+        raise TensorSlimError("give --plan FILE or --method with a rank spec (--rank/--ratio/--energy/--vbmf)")
+    compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir)
 
 
 @cli.command("demo")

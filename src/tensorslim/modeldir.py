@@ -183,7 +183,7 @@ def load(path: str | os.PathLike) -> nn.Module:
 
         model = rebuild(model, compression, source=path / MODEL_JSON)
     apply_state(model, load_weights(path / WEIGHTS), path / WEIGHTS)
-    setattr(model, "tensorslim_dataset", meta.get("dataset"))
+    model.tensorslim_dataset = meta.get("dataset")
     return model.eval()
 
 

@@ -81,8 +81,59 @@ def inspect_model(target: str, *, input_shape: str | tuple[int, ...] | None = No
     model, shape = open_model(target, input_shape=shape, weights=weights)
     prof = profile(model, shape)
     text = f"{target}  input {'x'.join(map(str, shape))}\n{prof.table()}"
+    record = getattr(model, modeldir.COMPRESSION_ATTR, None)
+    if record:
+        from .surgery import compression_table
+
+        text += "\n\ncompressed layers (original → factorized)\n" + compression_table(record["layers"],
+                                                                                        record.get("skipped", []))
     return {"json": {"target": target, "input_shape": list(shape), **prof.to_dict()}, "text": text,
             "profile": prof}
+
+
+def compress_model(path: str | Path, plan, out: str | Path, *, evaluate_on: str | None = "auto",
+                   data_dir: str | None = None, log=print) -> dict[str, Any]:
+    """Compress the model directory ``path`` with ``plan`` (dict, Plan or plan file) into the directory ``out``.
+
+    With ``evaluate_on="auto"`` the test accuracy before fine-tuning is measured on the model's own dataset
+    when that dataset is available here; ``None`` skips it.
+    """
+    from . import plan as plan_mod
+    from .cost import profile
+    from .surgery import compress_with_report
+
+    if isinstance(plan, (str, Path)):
+        plan = plan_mod.read(plan)
+    meta = modeldir.read_meta(path)
+    model = modeldir.load(path)
+    input_shape = tuple(meta.get("input_shape") or ())
+    compressed, report = compress_with_report(model, plan, input_shape or None, log=log)
+    if not report.layers:
+        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in report.skipped[:3])
+        raise TensorSlimError(f"the plan compressed no layer of {path}" + (f" ({reasons})" if reasons else ""))
+    before, after = profile(model, input_shape), profile(compressed, input_shape)
+    metrics: dict[str, Any] = {"params": after.total.params, "macs": after.total.macs,
+                               "original": {"path": str(path), "params": before.total.params,
+                                            "macs": before.total.macs,
+                                            "accuracy": modeldir.read_metrics(path).get("accuracy", {})}}
+    dataset = meta.get("dataset")
+    if evaluate_on == "auto":
+        evaluate_on = dataset if dataset and _dataset_found(dataset, data_dir) else None
+    if evaluate_on:
+        ds = data.load(evaluate_on, "test", data_dir)
+        metrics["accuracy"] = {"test": round(evaluate(compressed, ds)["accuracy"], 4)}
+        metrics["evaluated_on"] = {"test": evaluate_on}
+    modeldir.save(compressed, out, spec=meta["spec"], input_shape=input_shape, dataset=dataset, metrics=metrics)
+    log(report.table())
+    log(f"params {before.total.params:,} → {after.total.params:,} "
+        f"({before.total.params / after.total.params:.2f}×), MACs {before.total.macs:,} → {after.total.macs:,} "
+        f"({before.total.macs / after.total.macs:.2f}×)"
+        + (f", test accuracy before fine-tuning {metrics['accuracy']['test']:.2f}%" if evaluate_on else ""))
+    return {"report": report, "metrics": metrics, "model": compressed}
+
+
+def _dataset_found(name: str, data_dir: str | None) -> bool:
+    return any(s.name == name and s.found for s in data.available(data_dir))
 
 
 def demo(dataset: str, out: Path, *, data_dir: str | None = None, epochs: int = 3, log=print) -> dict[str, Any]:

@@ -1,0 +1,419 @@
+"""Apply a compression plan to a model: pick each layer's rank, factorize it, swap the module in.
+
+``compress(model, plan, input_shape)`` returns a NEW model (the original is untouched) whose attribute
+``tensorslim_compression`` records the plan, every replaced layer (type + config, so that
+:func:`rebuild` can recreate the structure when a model directory is loaded), its costs before and after,
+and every skipped layer with its reason.
+
+Rank targets given as a fraction of parameters or MACs are met by searching the rank against the
+replacement layer's own analytic ``params()`` / ``macs()``: the layer is built on the meta device for that,
+so no memory is spent. One mechanism then serves every method. The closed-form rules in
+``tensorslim.decompose.ranks`` are checked against it in the tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import plan as plan_mod
+from .errors import DecompositionError, ModelError, TensorSlimError
+from .modeldir import COMPRESSION_ATTR
+
+
+@dataclasses.dataclass
+class LayerContext:
+    """What surgery knows about one candidate layer."""
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, ...]  # without batch
+    output_shape: tuple[int, ...]
+    flatten_from: tuple[int, ...] | None = None  # C,H,W when a Linear is fed by an nn.Flatten of that shape
+
+    @property
+    def dense_params(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    @property
+    def dense_macs(self) -> int:
+        m = self.module
+        if isinstance(m, nn.Linear):
+            return m.in_features * m.out_features
+        ho, wo = self.output_shape[-2:]
+        kh, kw = m.kernel_size
+        return m.out_channels * (m.in_channels // m.groups) * kh * kw * ho * wo
+
+
+def trace_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple, tuple]]:
+    """Input and output shapes (without batch) of every module, from one batch-1 forward pass."""
+    shapes: dict[str, tuple[tuple, tuple]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        def hook(mod, args, out, name=name):
+            if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+                shapes.setdefault(name, (tuple(args[0].shape[1:]), tuple(out.shape[1:])))
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, *input_shape))
+    except Exception as err:  # noqa: BLE001
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"model cannot take input shape {','.join(map(str, input_shape))}: {msg}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return shapes
+
+
+def candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerContext]:
+    """The Conv2d and Linear layers that a plan can address, in forward order, outside factorized layers."""
+    from .layers import LAYERS
+
+    shapes = trace_shapes(model, input_shape)
+    factorized = [n for n, m in model.named_modules() if type(m).__name__ in LAYERS]
+    flattens = [shapes[n][0] for n, m in model.named_modules() if isinstance(m, nn.Flatten) and n in shapes]
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.Linear)) or name not in shapes:
+            continue
+        if any(name.startswith(f + ".") for f in factorized):
+            continue
+        ctx = LayerContext(name, module, *shapes[name])
+        if isinstance(module, nn.Linear):
+            fed = [s for s in flattens if len(s) == 3 and math.prod(s) == module.in_features]
+            ctx.flatten_from = fed[-1] if fed else None
+        out.append(ctx)
+    order = list(shapes)
+    return sorted(out, key=lambda c: order.index(c.name))
+
+
+# --- rank search on analytic costs -------------------------------------------------------------------------
+
+
+def _largest_within(budget: float, cost: Callable[[int], int], lo: int, hi: int) -> int | None:
+    """Largest integer x in [lo, hi] with cost(x) <= budget, for cost non-decreasing in x; None if none."""
+    if cost(lo) > budget:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if cost(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _meta(factory: Callable[[], nn.Module]) -> nn.Module:
+    with torch.device("meta"):
+        return factory()
+
+
+# --- methods ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Method:
+    """How one method applies to a layer: structural checks, its rank space, and the conversion."""
+
+    name: str
+    accepts: Callable[[LayerContext], str | None]  # None if it applies, else the reason
+    structure: Callable[[LayerContext, Any, dict], nn.Module]  # meta-device-safe constructor for a rank
+    rank_space: Callable[[LayerContext, dict], tuple[int, int]]  # search range of the scalar rank knob
+    to_rank: Callable[[LayerContext, int, dict], Any]  # scalar knob -> the method's rank value
+    convert: Callable[[LayerContext, Any, dict], nn.Module]
+
+
+def _conv_reason(ctx: LayerContext, method: str) -> str | None:
+    m = ctx.module
+    if not isinstance(m, nn.Conv2d):
+        return f"{method} applies to Conv2d layers, not {type(m).__name__}"
+    if m.groups != 1:
+        return f"{method} cannot factorize a grouped or depthwise conv (groups={m.groups})"
+    if m.kernel_size == (1, 1) and method in ("cp", "tucker2"):
+        return f"{method} of a 1x1 conv is plain low-rank; use svd on it instead"
+    if isinstance(m.padding, str) or m.padding_mode != "zeros":
+        return f"{method} needs numeric zero padding (padding={m.padding!r}, padding_mode={m.padding_mode!r})"
+    return None
+
+
+def _linear_reason(ctx: LayerContext, method: str) -> str | None:
+    return None if isinstance(ctx.module, nn.Linear) else f"{method} applies to Linear layers here"
+
+
+def _cp_rank_bound(conv: nn.Conv2d) -> int:
+    """A rank at which an exact CP of the T×S×(kh·kw) kernel always exists: the smallest two-mode product."""
+    t, s, kk = conv.out_channels, conv.in_channels, conv.kernel_size[0] * conv.kernel_size[1]
+    return min(t * s, t * kk, s * kk)
+
+
+def _tt_rank_bound(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """The largest TT-rank a TT-matrix with these shapes can use (beyond it the cores are exact anyway)."""
+    sizes = [i * o for i, o in zip(in_shape, out_shape)]
+    return max(min(math.prod(sizes[:k]), math.prod(sizes[k:])) for k in range(1, len(sizes)))
+
+
+def balanced_tt_shapes(n_in: int, n_out: int, max_factors: int = 3) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The TT shapes with the most factors (up to ``max_factors``), most balanced first: the default design."""
+    from .layers import tt_design_points
+
+    points = tt_design_points(n_in, n_out, max_factors=max_factors)
+    if not points:
+        raise ValueError(f"no TT factorization of {n_in}→{n_out} with at most {max_factors} factors")
+
+    def spread(shape: tuple[int, ...]) -> float:
+        return max(shape) / min(shape)
+
+    best = max(points, key=lambda p: (len(p[0]), -spread(p[0]) - spread(p[1])))
+    return tuple(best[0]), tuple(best[1])
+
+
+def _method_table() -> dict[str, Method]:
+    from . import layers as L
+
+    def conv_kwargs(m: nn.Conv2d) -> dict[str, Any]:
+        return dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=m.kernel_size,
+                    stride=m.stride, padding=m.padding, dilation=m.dilation, bias=m.bias is not None)
+
+    def tt_shapes(ctx: LayerContext, opts: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        m = ctx.module
+        n_in, n_out = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels,
+                                                                                        m.out_channels)
+        if "in_shape" in opts or "out_shape" in opts:
+            return tuple(opts["in_shape"]), tuple(opts["out_shape"])
+        return balanced_tt_shapes(n_in, n_out, opts.get("max_factors", 3))
+
+    def tcl_full(ctx: LayerContext) -> tuple[int, ...]:
+        return ctx.flatten_from
+
+    def tcl_rank(ctx: LayerContext, knob: int, opts: dict) -> list[int]:
+        full = tcl_full(ctx)  # knob = percentage of every mode kept
+        return [max(1, min(d, round(d * knob / 100))) for d in full]
+
+    return {
+        "svd": Method(
+            "svd",
+            lambda c: _linear_reason(c, "svd"),
+            lambda c, r, o: L.SVDLinear(c.module.in_features, c.module.out_features, r,
+                                        bias=c.module.bias is not None),
+            lambda c, o: (1, min(c.module.in_features, c.module.out_features)),
+            lambda c, k, o: k,
+            lambda c, r, o: L.SVDLinear.from_linear(c.module, r, name=c.name),
+        ),
+        "cp": Method(
+            "cp",
+            lambda c: _conv_reason(c, "cp"),
+            lambda c, r, o: L.CPConv2d(**conv_kwargs(c.module), rank=r, form=o.get("form", "cp3")),
+            lambda c, o: (1, _cp_rank_bound(c.module)),
+            lambda c, k, o: k,
+            lambda c, r, o: L.CPConv2d.from_conv(c.module, r, name=c.name, **o),
+        ),
+        "tucker2": Method(
+            "tucker2",
+            lambda c: _conv_reason(c, "tucker2"),
+            lambda c, r, o: L.Tucker2Conv2d(**conv_kwargs(c.module), ranks=tuple(r)),
+            lambda c, o: (1, 100),
+            lambda c, k, o: [max(1, min(c.module.in_channels, round(c.module.in_channels * k / 100))),
+                             max(1, min(c.module.out_channels, round(c.module.out_channels * k / 100)))],
+            lambda c, r, o: L.Tucker2Conv2d.from_conv(c.module, ranks=tuple(r), name=c.name),
+        ),
+        "tt": Method(
+            "tt",
+            lambda c: None if isinstance(c.module, nn.Linear) else _conv_reason(c, "tt"),
+            lambda c, r, o: (L.TTLinear(*tt_shapes(c, o), r, bias=c.module.bias is not None)
+                             if isinstance(c.module, nn.Linear) else
+                             L.TTConv2d(**conv_kwargs(c.module), in_shape=tt_shapes(c, o)[0],
+                                        out_shape=tt_shapes(c, o)[1], rank=r)),
+            lambda c, o: (1, _tt_rank_bound(*tt_shapes(c, o))),
+            lambda c, k, o: k,
+            lambda c, r, o: (L.TTLinear.from_linear(c.module, *tt_shapes(c, o), r, name=c.name)
+                             if isinstance(c.module, nn.Linear) else
+                             L.TTConv2d.from_conv(c.module, *tt_shapes(c, o), r, name=c.name)),
+        ),
+        "tcl": Method(
+            "tcl",
+            lambda c: (_linear_reason(c, "tcl") or (None if c.flatten_from else
+                       "tcl needs a Linear fed by an nn.Flatten of a C×H×W activation")),
+            lambda c, r, o: L.TCLHead(tcl_full(c), tuple(r), c.module.out_features,
+                                      bias=c.module.bias is not None, bn=o.get("bn", "none")),
+            lambda c, o: (1, 100),
+            tcl_rank,
+            lambda c, r, o: L.TCLHead.from_linear(c.module, tcl_full(c), tuple(r), name=c.name,
+                                                  bn=o.get("bn", "none")),
+        ),
+    }
+
+
+# --- choosing the rank --------------------------------------------------------------------------------------
+
+
+def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
+    """The rank a rule asks for on this layer (validated against the layer, not yet applied)."""
+    from .decompose import ranks
+
+    opts = rule.options
+    kind, value = rule.rank_kind, rule.rank_value
+    if kind == "rank":
+        return list(value) if isinstance(value, list) else value
+    if kind in ("ratio", "macs_ratio"):
+        lo, hi = method.rank_space(ctx, opts)
+        if kind == "ratio":
+            budget = value * ctx.dense_params
+            cost = lambda k: _meta(lambda: method.structure(ctx, method.to_rank(ctx, k, opts), opts)).params()  # noqa: E731
+        else:
+            budget = value * ctx.dense_macs
+            cost = lambda k: _meta(lambda: method.structure(ctx, method.to_rank(ctx, k, opts), opts)).macs(  # noqa: E731
+                ctx.input_shape)
+        knob = _largest_within(budget, cost, lo, hi)
+        if knob is None:
+            raise DecompositionError(ctx.name, f"even the smallest {rule.method} rank exceeds {kind}={value}")
+        return method.to_rank(ctx, knob, opts)
+    weight = ctx.module.weight.detach()
+    if kind == "energy":
+        if rule.method == "svd":
+            return ranks.energy_rank(torch.linalg.svdvals(weight.double()), value)
+        if rule.method == "tucker2":
+            t, s = weight.shape[:2]
+            r_out = ranks.energy_rank(torch.linalg.svdvals(weight.double().reshape(t, -1)), value)
+            r_in = ranks.energy_rank(torch.linalg.svdvals(weight.double().transpose(0, 1).reshape(s, -1)), value)
+            return [r_in, r_out]
+        raise DecompositionError(ctx.name, f"energy ranks apply to svd and tucker2, not {rule.method}")
+    # vbmf
+    weakened = value == "weakened"
+    k = opts.get("k", 0.8)
+
+    def vbmf_rank(matrix: torch.Tensor) -> int:
+        r = max(1, ranks.evbmf(matrix)[0])
+        full = min(matrix.shape)
+        return ranks.weakened_evbmf(full, r, k=k, min_rank=opts.get("min_rank", 21)) if weakened else r
+
+    if rule.method == "svd":
+        return vbmf_rank(weight)
+    t, s = weight.shape[:2]
+    return [vbmf_rank(weight.transpose(0, 1).reshape(s, -1)), vbmf_rank(weight.reshape(t, -1))]
+
+
+def not_faster(ctx: LayerContext, replacement: nn.Module) -> str | None:
+    """REFERENCE.md's skip rule, on analytic costs: a replacement that saves no MACs is not worth it."""
+    new = replacement.macs(ctx.input_shape)
+    if new >= ctx.dense_macs:
+        return f"would not get faster ({new:,} MACs >= dense {ctx.dense_macs:,})"
+    return None
+
+
+# --- compress / rebuild -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CompressionReport:
+    layers: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+
+    def table(self) -> str:
+        return compression_table(self.layers, self.skipped)
+
+
+def compression_table(layers: list[dict[str, Any]], skipped: list[dict[str, str]] = ()) -> str:
+    """Each compressed layer beside the original: params and MACs before → after, the ratios, the error."""
+    head = (f"{'layer':<26} {'method':<8} {'rank':<13} {'params':>23} {'×':>6} {'MACs':>27} {'×':>6} "
+            f"{'rel.err':>8}")
+    rows = [head, "-" * len(head)]
+    for e in layers:
+        p0, p1, m0, m1 = e["params_before"], e["params_after"], e["macs_before"], e["macs_after"]
+        rows.append(f"{e['name']:<26} {e['method']:<8} {str(e['rank']):<13} {p0:>11,}→{p1:<11,} "
+                    f"{p0 / max(p1, 1):>6.2f} {m0:>13,}→{m1:<13,} {m0 / max(m1, 1):>6.2f} {e['rel_error']:>8.4f}")
+    rows += [f"{s['name']:<26} skipped: {s['reason']}" for s in skipped]
+    return "\n".join(rows)
+
+
+def compress(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
+             *, log: Callable[[str], None] | None = None) -> nn.Module:
+    """A new model with the plan applied; see :func:`compress_with_report`."""
+    return compress_with_report(model, plan, input_shape, log=log)[0]
+
+
+def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
+                         *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionReport]:
+    from .modeldir import INPUT_SHAPE_ATTR
+
+    plan = plan_mod.parse(plan)
+    input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
+    if not input_shape:
+        raise ModelError("compress needs the model's input shape (C,H,W)")
+    new = copy.deepcopy(model).eval()
+    methods = _method_table()
+    done, skipped = [], []
+    matched_explicit = set()
+    for ctx in candidates(new, input_shape):
+        rule = plan.rule_for(ctx.name)
+        if rule is None:
+            continue
+        if rule.explicit:
+            matched_explicit.add(rule.layers)
+        method = methods[rule.method]
+        try:
+            reason = method.accepts(ctx)
+            if reason:
+                raise DecompositionError(ctx.name, reason)
+            rank = choose_rank(ctx, rule, method)
+            layer = method.convert(ctx, rank, rule.options)
+            skip_slower = rule.skip_slower if rule.skip_slower is not None else not rule.explicit
+            slower = not_faster(ctx, layer) if skip_slower else None
+            if slower:
+                raise DecompositionError(ctx.name, slower)
+        except DecompositionError as err:
+            if rule.explicit:
+                raise
+            skipped.append({"name": ctx.name, "reason": err.reason})
+            continue
+        except (ValueError, RuntimeError) as err:
+            if rule.explicit:
+                raise DecompositionError(ctx.name, str(err).splitlines()[0]) from None
+            skipped.append({"name": ctx.name, "reason": str(err).splitlines()[0]})
+            continue
+        new.set_submodule(ctx.name, layer)
+        entry = {
+            "name": ctx.name, "type": type(layer).__name__, "config": layer.config(), "method": rule.method,
+            "rank": rank, "rel_error": float(getattr(layer, "rel_error", float("nan"))),
+            "params_before": ctx.dense_params, "params_after": layer.params(),
+            "macs_before": ctx.dense_macs, "macs_after": layer.macs(ctx.input_shape),
+        }
+        done.append(entry)
+        if log:
+            log(f"{ctx.name}: {rule.method} rank {rank}, params {entry['params_before']:,} → "
+                f"{entry['params_after']:,}, rel. error {entry['rel_error']:.4f}")
+    missing = [r.layers for r in plan.rules if r.explicit and r.layers not in matched_explicit]
+    if missing:
+        raise TensorSlimError(f"plan names layer {missing[0]!r}, which is not a Conv2d/Linear of this model")
+    previous = getattr(model, COMPRESSION_ATTR, None) or {"plans": [], "layers": [], "skipped": []}
+    record = {
+        "plans": [*previous.get("plans", []), plan.to_dict()],
+        "layers": [*previous.get("layers", []), *done],
+        "skipped": skipped,
+    }
+    setattr(new, COMPRESSION_ATTR, record)
+    return new, CompressionReport(done, skipped)
+
+
+def rebuild(model: nn.Module, compression: dict[str, Any], source: Any = "model.json") -> nn.Module:
+    """Recreate the compressed structure recorded in ``compression`` (random weights; load them next)."""
+    from .layers import LAYERS
+
+    for entry in compression.get("layers", []):
+        try:
+            cls = LAYERS[entry["type"]]
+            layer = cls(**entry["config"])
+            model.get_submodule(entry["name"])  # the slot must exist
+            model.set_submodule(entry["name"], layer)
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise ModelError(f"{source}: cannot rebuild compressed layer {entry.get('name')!r} ({err})") from None
+    setattr(model, COMPRESSION_ATTR, compression)
+    return model
