@@ -40,7 +40,7 @@ def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | N
     val_set = data.load(dataset, "val", data_dir, val_fraction=val_fraction, seed=seed)
     input_shape = tuple(train_set.input_shape)
     c, h, w = input_shape
-    spec = spec_for(target, in_channels=c, num_classes=info["num_classes"], input_size=h if h == w else None,
+    spec = spec_for(target, in_channels=c, num_classes=info.num_classes, input_size=h if h == w else None,
                     kwargs=model_kwargs)
     model = modeldir.build(spec, input_shape)
     _check_model_takes(model, input_shape, target)
