@@ -157,8 +157,9 @@ def _cp_rank_bound(conv: nn.Conv2d) -> int:
 
 def _tt_rank_bound(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     """The largest TT-rank a TT-matrix with these shapes can use (beyond it the cores are exact anyway)."""
-    sizes = [i * o for i, o in zip(in_shape, out_shape)]
-    return max(min(math.prod(sizes[:k]), math.prod(sizes[k:])) for k in range(1, len(sizes)))
+    from .layers import tt_full_ranks
+
+    return max(tt_full_ranks([i * o for i, o in zip(in_shape, out_shape)]))
 
 
 def balanced_tt_shapes(n_in: int, n_out: int, max_factors: int = 3) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -172,8 +173,17 @@ def balanced_tt_shapes(n_in: int, n_out: int, max_factors: int = 3) -> tuple[tup
     def spread(shape: tuple[int, ...]) -> float:
         return max(shape) / min(shape)
 
-    best = max(points, key=lambda p: (len(p[0]), -spread(p[0]) - spread(p[1])))
-    return tuple(best[0]), tuple(best[1])
+    best = max(points, key=lambda p: (p.d, -spread(p.in_shape) - spread(p.out_shape)))
+    return tuple(best.in_shape), tuple(best.out_shape)
+
+
+def _tucker2_rank(ctx: LayerContext, percent: int, opts: dict) -> list[int]:
+    """Both channel ranks at ``percent`` % of their channels, within the bounds a Tucker-2 split can use."""
+    m = ctx.module
+    s, t, kk = m.in_channels, m.out_channels, m.kernel_size[0] * m.kernel_size[1]
+    r_in = max(1, min(s, t * kk, round(s * percent / 100)))
+    r_out = max(1, min(t, s * kk, round(t * percent / 100)))
+    return [r_in, r_out]
 
 
 def _method_table() -> dict[str, Method]:
@@ -221,8 +231,7 @@ def _method_table() -> dict[str, Method]:
             lambda c: _conv_reason(c, "tucker2"),
             lambda c, r, o: L.Tucker2Conv2d(**conv_kwargs(c.module), ranks=tuple(r)),
             lambda c, o: (1, 100),
-            lambda c, k, o: [max(1, min(c.module.in_channels, round(c.module.in_channels * k / 100))),
-                             max(1, min(c.module.out_channels, round(c.module.out_channels * k / 100)))],
+            _tucker2_rank,
             lambda c, r, o: L.Tucker2Conv2d.from_conv(c.module, ranks=tuple(r), name=c.name),
         ),
         "tt": Method(
@@ -230,8 +239,9 @@ def _method_table() -> dict[str, Method]:
             lambda c: None if isinstance(c.module, nn.Linear) else _conv_reason(c, "tt"),
             lambda c, r, o: (L.TTLinear(*tt_shapes(c, o), r, bias=c.module.bias is not None)
                              if isinstance(c.module, nn.Linear) else
-                             L.TTConv2d(**conv_kwargs(c.module), in_shape=tt_shapes(c, o)[0],
-                                        out_shape=tt_shapes(c, o)[1], rank=r)),
+                             L.TTConv2d(*tt_shapes(c, o), c.module.kernel_size, r, stride=c.module.stride,
+                                        padding=c.module.padding, dilation=c.module.dilation,
+                                        bias=c.module.bias is not None)),
             lambda c, o: (1, _tt_rank_bound(*tt_shapes(c, o))),
             lambda c, k, o: k,
             lambda c, r, o: (L.TTLinear.from_linear(c.module, *tt_shapes(c, o), r, name=c.name)
@@ -242,7 +252,7 @@ def _method_table() -> dict[str, Method]:
             "tcl",
             lambda c: (_linear_reason(c, "tcl") or (None if c.flatten_from else
                        "tcl needs a Linear fed by an nn.Flatten of a C×H×W activation")),
-            lambda c, r, o: L.TCLHead(tcl_full(c), tuple(r), c.module.out_features,
+            lambda c, r, o: L.TCLHead(tcl_full(c), c.module.out_features, tuple(r),
                                       bias=c.module.bias is not None, bn=o.get("bn", "none")),
             lambda c, o: (1, 100),
             tcl_rank,

@@ -1,0 +1,115 @@
+"""Surgery: plans applied to whole models, checked against the dense model and the closed-form rank rules."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import tensorslim
+from tensorslim import modeldir
+from tensorslim.decompose import ranks
+from tensorslim.errors import DecompositionError, TensorSlimError
+from tensorslim.surgery import compress, compress_with_report
+
+
+def lenet():
+    torch.manual_seed(0)
+    return modeldir.build({"builder": "lenet5", "kwargs": {}}, (1, 28, 28)).eval()
+
+
+def rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_full_rank_plan_reproduces_the_model_and_leaves_the_original_alone():
+    model = lenet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = {"rules": [{"layers": "classifier.fc1", "method": "svd", "rank": 120},
+                      {"layers": "features.conv2", "method": "tucker2", "rank": [6, 16]},
+                      {"layers": "classifier.fc2", "method": "tt", "rank": 100,
+                       "options": {"in_shape": [10, 12], "out_shape": [7, 12]}}]}
+    new = compress(model, plan)
+    x = torch.randn(5, 1, 28, 28)
+    assert rel(new(x), model(x)) < 1e-4
+    assert type(new.get_submodule("classifier.fc1")).__name__ == "SVDLinear"
+    assert isinstance(model.get_submodule("classifier.fc1"), nn.Linear)  # original untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_compressed_model_directory_round_trip(tmp_path):
+    model = lenet()
+    new = compress(model, {"rules": [{"layers": "features.*", "method": "cp", "rank": 4},
+                                     {"layers": "classifier.fc1", "method": "tcl", "rank": [8, 3, 3]}]})
+    tensorslim.save(new, tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "model.json").read_text())
+    assert [e["type"] for e in meta["compression"]["layers"]] == ["CPConv2d", "CPConv2d", "TCLHead"]
+    again = tensorslim.load(tmp_path / "c")
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(new(x), again(x))
+
+
+def test_ratio_rank_meets_the_budget_and_agrees_with_the_closed_form():
+    """CP-3 on a 64→64 3×3 conv at ratio 0.25: the searched rank is the largest within the parameter budget
+    (bias counted), which is the nnabla rule's rank or one below it (the rule ignores the bias)."""
+    conv = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1))
+    new, report = compress_with_report(conv, {"rules": [{"layers": "0", "method": "cp", "ratio": 0.25}]},
+                                       (64, 8, 8))
+    r = report.layers[0]["rank"]
+    dense = 64 * 64 * 9 + 64
+    assert r * (64 + 9 + 64) + 64 <= 0.25 * dense < (r + 1) * (64 + 9 + 64) + 64  # hand count
+    assert ranks.cp_rank_for_ratio(64, 64, 3, 3, 0.25) - r in (0, 1)
+    assert report.layers[0]["params_after"] == sum(p.numel() for p in new.parameters())
+
+
+def test_macs_ratio_is_met_on_every_replaced_layer():
+    model = lenet()
+    _, report = compress_with_report(model, {"rules": [{"layers": "*", "method": "tucker2", "macs_ratio": 0.3}]})
+    assert report.layers
+    for entry in report.layers:
+        assert entry["macs_after"] <= 0.3 * entry["macs_before"]
+
+
+def test_skip_rule_agrees_with_reference_formula():
+    """A wildcard rule skips layers that would not get faster; the decision matches REFERENCE.md's rule."""
+    conv = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1))
+    rank = 60  # R(S·HW + k²·HW + T·HW) = 60·41·64 ≥ T·S·k²·HW = 2304·64: not faster
+    assert ranks.cp_conv_not_faster(rank, 16, 16, 3, 3, 8, 8)
+    _, report = compress_with_report(conv, {"rules": [{"layers": "*", "method": "cp", "rank": rank}]}, (16, 8, 8))
+    assert not report.layers and "would not get faster" in report.skipped[0]["reason"]
+    _, report = compress_with_report(conv, {"rules": [{"layers": "*", "method": "cp", "rank": 8}]}, (16, 8, 8))
+    assert not ranks.cp_conv_not_faster(8, 16, 16, 3, 3, 8, 8) and len(report.layers) == 1
+
+
+def test_unsuitable_layers_are_skipped_with_reasons_under_a_wildcard():
+    torch.manual_seed(0)
+    model = modeldir.build({"builder": "mobilenetv2", "kwargs": {"width_mult": 0.25}}, (3, 32, 32))
+    _, report = compress_with_report(model, {"rules": [{"layers": "*", "method": "cp", "ratio": 0.5}]})
+    reasons = {s["reason"].split(" (")[0] for s in report.skipped}
+    assert any("grouped or depthwise" in r for r in reasons)
+    assert any("1x1 conv" in r for r in reasons)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"layers": "features.conv1", "method": "svd", "rank": 2}, "features.conv1"),
+    ({"layers": "classifier.fc1", "method": "svd", "rank": 500}, "classifier.fc1"),
+    ({"layers": "classifier.fc2", "method": "tt", "rank": 2, "options": {"in_shape": [7, 7], "out_shape": [12, 7]}},
+     "classifier.fc2"),
+])
+def test_explicit_rule_that_cannot_apply_names_the_layer(rule, message):
+    with pytest.raises(DecompositionError) as info:
+        compress(lenet(), {"rules": [rule]})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_plan_naming_a_missing_layer_fails():
+    with pytest.raises(TensorSlimError, match="nosuch"):
+        compress(lenet(), {"rules": [{"layers": "nosuch", "method": "svd", "rank": 2}]})
+
+
+def test_nan_weights_are_refused_with_the_layer_name():
+    model = lenet()
+    with torch.no_grad():
+        model.get_submodule("classifier.fc1").weight[0, 0] = float("nan")
+    with pytest.raises(DecompositionError, match="classifier.fc1"):
+        compress(model, {"rules": [{"layers": "classifier.fc1", "method": "svd", "rank": 4}]})
