@@ -84,17 +84,20 @@ def models_cmd(as_json: bool) -> None:
 @click.option("--weight-decay", type=float, default=None)
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--augment/--no-augment", default=None,
+              help="Force random crop/flip on or off (default: the dataset's standard augmentation).")
 @click.option("--model-kwargs", default=None, help="JSON object of extra arguments for the model factory.")
 @click.option("--out", required=True, type=click.Path(), help="Model directory to write (resumes if it exists).")
 def train_cmd(model: str, dataset: str | None, data_dir: str | None, epochs: int, batch_size: int, optimizer: str,
-              lr: float | None, weight_decay: float | None, label_smoothing: float, seed: int,
+              lr: float | None, weight_decay: float | None, label_smoothing: float, seed: int, augment: bool | None,
               model_kwargs: str | None, out: str) -> None:
     """Train MODEL (built-in name or package.module:factory) on a dataset, checkpointing every epoch."""
     from .workflows import train_model
 
     train_model(model, dataset or _default_dataset(data_dir), out, data_dir=data_dir, epochs=epochs,
                 batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                label_smoothing=label_smoothing, seed=seed, model_kwargs=_json_option(model_kwargs, "--model-kwargs"))
+                label_smoothing=label_smoothing, seed=seed, augment=augment,
+                model_kwargs=_json_option(model_kwargs, "--model-kwargs"))
 
 
 @cli.command("evaluate")

@@ -311,6 +311,25 @@ def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
     return [vbmf_rank(weight.transpose(0, 1).reshape(s, -1)), vbmf_rank(weight.reshape(t, -1))]
 
 
+def applicable_methods(ctx: LayerContext) -> list[str]:
+    """The methods that can factorize this layer (structurally; ranks are another question)."""
+    return [name for name, method in _method_table().items() if method.accepts(ctx) is None]
+
+
+def design_cost(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> dict[str, int]:
+    """Analytic params and MACs of ``method`` at ``rank`` on this layer, without decomposing anything.
+
+    The replacement is built on the meta device, so the numbers are the layer's own ``params()``/``macs()``.
+    Raises DecompositionError when the rank does not fit the layer.
+    """
+    m = _method_table()[method]
+    reason = m.accepts(ctx)
+    if reason:
+        raise DecompositionError(ctx.name, reason)
+    layer = _meta(lambda: m.structure(ctx, rank, options or {}))
+    return {"params": layer.params(), "macs": layer.macs(ctx.input_shape)}
+
+
 def not_faster(ctx: LayerContext, replacement: nn.Module) -> str | None:
     """REFERENCE.md's skip rule, on analytic costs: a replacement that saves no MACs is not worth it."""
     new = replacement.macs(ctx.input_shape)

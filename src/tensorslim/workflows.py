@@ -31,12 +31,17 @@ def _check_model_takes(model, input_shape: tuple[int, ...], where: str) -> None:
 def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | None = None, epochs: int = 10,
                 batch_size: int = 128, optimizer: str = "sgd", lr: float | None = None,
                 weight_decay: float | None = None, label_smoothing: float = 0.0, seed: int = 0,
-                val_fraction: float = 0.1, model_kwargs: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
-    """Train a built-in or factory model on ``dataset``; writes (and resumes) the model directory ``out``."""
+                val_fraction: float = 0.1, model_kwargs: dict[str, Any] | None = None, augment: bool | None = None,
+                log=print) -> dict[str, Any]:
+    """Train a built-in or factory model on ``dataset``; writes (and resumes) the model directory ``out``.
+
+    ``augment`` None uses the dataset's standard training augmentation (CIFAR/Imagenette crop + flip, none for
+    the 28×28 sets); True forces random crop (+ flip where it makes sense), False turns it off.
+    """
     info = data.info(dataset)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, seed=seed)
-    train_set = data.load(dataset, "train", data_dir, val_fraction=val_fraction, seed=seed)
+    train_set = data.load(dataset, "train", data_dir, val_fraction=val_fraction, seed=seed, augment=augment)
     val_set = data.load(dataset, "val", data_dir, val_fraction=val_fraction, seed=seed)
     input_shape = tuple(train_set.input_shape)
     c, h, w = input_shape
