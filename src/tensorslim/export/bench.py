@@ -1,0 +1,547 @@
+"""Latency benchmarks on the CPU: ONNX Runtime or PyTorch, one model or two timed in alternation.
+
+:func:`benchmark` times a target (an ``nn.Module``, an ``.onnx`` file or a tensorslim model directory) at
+several batch sizes and returns a :class:`BenchResult` (``to_dict()`` is JSON-able; :func:`format_table`
+renders it for a terminal).
+
+How the timing is done
+----------------------
+* ``torch.set_flush_denormal(True)`` for the whole run (tiny weights of compressed layers must not hit the
+  slow denormal path). The setting is process-wide and torch cannot report its previous value, so it is set
+  back to torch's default (off) when the benchmark ends.
+* ``threads`` sets ONNX Runtime's ``intra_op_num_threads`` (``inter_op`` 1, sequential execution, all graph
+  optimizations) and ``torch.set_num_threads`` (restored afterwards); default: ``torch.get_num_threads()``.
+* PyTorch runs a private copy of the model in eval mode, in ``torch.inference_mode()``, with weights and
+  inputs in ``channels_last`` memory format (4-D inputs). A module timed with ``runtime="ort"`` is first
+  exported with :func:`tensorslim.export.export_onnx` (dynamic batch, verified) into a temporary file.
+* Per batch size: ``warmup`` untimed runs of every model, then ``repeats`` timed rounds. With ``against`` the
+  two models run in ALTERNATION (A, B, A, B, ...) on the same input array, so slow drifts of the machine
+  (frequency, other tenants) hit both alike. The reported speedup is the median over rounds of
+  ``t_against / t_target`` (paired ratios), with their min and max; > 1 means the target is faster.
+* Each timing is one ``perf_counter_ns`` around one call; results give median, min, max and mean in ms and the
+  throughput ``batch / median`` in samples/s.
+
+What the memory figures are (be careful with them)
+--------------------------------------------------
+There is no API for the peak memory of an ONNX Runtime CPU session, so both runtimes are measured the same
+way, from the process's resident set size (``/proc/self/statm``, Linux; ``None`` elsewhere):
+
+* ``load_rss_bytes``: RSS after creating the session / copying the module minus RSS just before
+  (weights, session structures, ORT's pre-packed weights).
+* ``peak_rss_bytes``: the highest RSS sampled every millisecond during one first run at every batch size,
+  minus the same baseline: weights plus activations and allocator arenas at the largest batch.
+
+Both are process-level deltas: memory that an earlier step freed but the allocator kept is reused silently,
+so with ``against`` the second model's figures can read low; compare memory from separate runs when it
+matters.
+``file_bytes`` is the ONNX file size (or ``weights.safetensors`` for a model directory timed in PyTorch);
+``weight_bytes`` the bytes of the stored initializers / the module's parameters and buffers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .onnx import ExportError, check_input_shape, export_onnx, inspect_onnx, one_line, ort_session
+
+Runtime = Literal["ort", "torch"]
+Target = nn.Module | str | os.PathLike
+
+DEFAULT_WARMUP = 5
+DEFAULT_REPEATS = 30
+_MAX_THREADS = 1024
+_MAX_BATCH = 1 << 16
+
+
+class BenchError(ExportError):
+    """Bad benchmark arguments or a target that cannot be timed."""
+
+
+@dataclasses.dataclass
+class Timing:
+    """Timings of one model at one batch size (milliseconds)."""
+
+    batch: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    throughput: float  # samples per second at the median
+    times_ms: list[float]
+
+    @classmethod
+    def of(cls, batch: int, times_ns: Sequence[int]) -> Timing:
+        ms = [t / 1e6 for t in times_ns]
+        med = statistics.median(ms)
+        return cls(batch, med, min(ms), max(ms), statistics.fmean(ms),
+                   batch / (med / 1e3) if med > 0 else float("inf"), [round(t, 6) for t in ms])
+
+
+@dataclasses.dataclass
+class ModelBench:
+    """One benchmarked model."""
+
+    label: str
+    runtime: str
+    source: str  # file or directory path, or the module's class name
+    file_bytes: int | None
+    weight_bytes: int | None
+    load_rss_bytes: int | None
+    peak_rss_bytes: int | None
+    timings: list[Timing] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Ratio:
+    """Paired speedup ``t_against / t_target`` at one batch size (> 1: the target is faster)."""
+
+    batch: int
+    speedup: float  # median over rounds
+    min: float
+    max: float
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """What :func:`benchmark` measured; ``to_dict()`` gives plain JSON types."""
+
+    runtime: str
+    threads: int
+    warmup: int
+    repeats: int
+    input_shape: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    machine: dict[str, Any]
+    models: list[ModelBench]
+    comparison: list[Ratio] | None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["batch_sizes"] = list(self.batch_sizes)
+        return d
+
+    def table(self) -> str:
+        return format_table(self)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# argument checks
+
+
+def _check_threads(threads: Any) -> int:
+    if threads is None:
+        return max(1, torch.get_num_threads())
+    if (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+            or not 1 <= threads <= _MAX_THREADS):
+        raise BenchError(f"threads must be an integer from 1 to {_MAX_THREADS}, got {threads!r}")
+    return int(threads)
+
+
+def _check_batches(batch_sizes: Any) -> tuple[int, ...]:
+    if isinstance(batch_sizes, (int, np.integer)) and not isinstance(batch_sizes, bool):
+        batch_sizes = (batch_sizes,)
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable):
+        raise BenchError(f"batch sizes must be a list of positive integers, got {batch_sizes!r}")
+    out: list[int] = []
+    for b in batch_sizes:
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= _MAX_BATCH:
+            raise BenchError(f"batch sizes must be integers from 1 to {_MAX_BATCH}, got {b!r}")
+        if int(b) not in out:
+            out.append(int(b))
+    if not out:
+        raise BenchError("batch sizes must list at least one positive integer")
+    return tuple(out)
+
+
+def _check_count(value: Any, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise BenchError(f"{what} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# memory
+
+
+def _rss_bytes() -> int | None:
+    """Resident set size of this process (Linux ``/proc/self/statm``), or None where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _PeakRss:
+    """Sample the RSS every ``interval`` seconds in a background thread while the block runs."""
+
+    def __init__(self, interval: float = 0.001):
+        self.interval = interval
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        rss = _rss_bytes()
+        if rss is not None:
+            self.peak = rss if self.peak is None else max(self.peak, rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> _PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runners: one per model; load() builds the session / copy, bind(x) returns a zero-argument call
+
+
+class _Runner:
+    label: str
+    runtime: str
+    source: str
+    file_bytes: int | None = None
+    weight_bytes: int | None = None
+    input_shape: tuple[int, ...] | None = None  # without batch; None: any (taken from the other model)
+    fixed_batch: int | None = None
+
+    def load(self, threads: int) -> None:
+        raise NotImplementedError
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Drop the session / model copy."""
+
+
+class _OrtRunner(_Runner):
+    runtime = "ort"
+
+    def __init__(self, path: Path, label: str, source: str | None = None):
+        info = inspect_onnx(path)  # a one-line ExportError for files that are not ONNX
+        if len(info.inputs) != 1:
+            raise BenchError(f"{path}: the model has {len(info.inputs)} inputs; only one-input models "
+                             "are timed")
+        dims = info.inputs[0][1]
+        if len(dims) < 2:
+            raise BenchError(f"{path}: the input has shape {dims}; expected a batch axis and a sample shape")
+        self.path = path
+        self.label = label
+        self.source = source or str(path)
+        self.fixed_batch = dims[0] if isinstance(dims[0], int) else None
+        sample = dims[1:]
+        self.input_shape = tuple(sample) if all(isinstance(d, int) for d in sample) else None  # type: ignore
+        external = path.with_name(path.name + ".data")  # weights stored beside the graph, if any
+        self.file_bytes = path.stat().st_size + (external.stat().st_size if external.exists() else 0)
+        self.weight_bytes = info.initializer_bytes
+        self.session = None
+
+    def load(self, threads: int) -> None:
+        self.session = ort_session(self.path, threads=threads)
+        inp = self.session.get_inputs()[0]
+        if inp.type != "tensor(float)":
+            raise BenchError(f"{self.path}: the input is {inp.type}; only float32 inputs are timed")
+        self.input_name = inp.name
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        sess, feed = self.session, {self.input_name: x}
+        return lambda: sess.run(None, feed)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class _TorchRunner(_Runner):
+    runtime = "torch"
+
+    def __init__(self, model: nn.Module, label: str, source: str, input_shape: tuple[int, ...] | None,
+                 file_bytes: int | None = None):
+        self.original = model
+        self.label = label
+        self.source = source
+        self.input_shape = input_shape
+        self.file_bytes = file_bytes
+        self.weight_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+        self.model: nn.Module | None = None
+
+    def load(self, threads: int) -> None:
+        model = copy.deepcopy(self.original).eval()
+        if self.input_shape is not None and len(self.input_shape) == 3:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        t = torch.from_numpy(x)
+        if t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        model = self.model
+        return lambda: model(t)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _model_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    shape = getattr(model, "tensorslim_input_shape", None)  # set by tensorslim.modeldir.build / load
+    return tuple(int(d) for d in shape) if shape else None
+
+
+def _make_runner(target: Any, runtime: str, label: str | None, input_shape: tuple[int, ...] | None,
+                 workdir: Path, tag: str) -> _Runner:
+    """A runner for ``target`` (module, .onnx file or model directory); exports modules for ``ort``."""
+    file_bytes = None
+    if isinstance(target, (str, os.PathLike)):
+        path = Path(target)
+        if not path.exists():
+            raise BenchError(f"{path}: no such file or model directory")
+        if path.is_dir():
+            from .. import modeldir
+
+            if not modeldir.is_model_dir(path):
+                raise BenchError(f"{path}: not a model directory (no {modeldir.MODEL_JSON}) "
+                                 "and not an ONNX file")
+            meta = modeldir.read_meta(path)
+            module = modeldir.load(path)
+            if input_shape is None and meta.get("input_shape"):
+                input_shape = check_input_shape(meta["input_shape"],
+                                                f"{path / modeldir.MODEL_JSON}: input_shape")
+            weights = path / modeldir.WEIGHTS
+            file_bytes = weights.stat().st_size if weights.exists() else None
+            target, label = module, label or path.name
+            source = str(path)
+        else:
+            if runtime != "ort":
+                raise BenchError(f"{path}: an ONNX file can only be timed with runtime 'ort', "
+                                 f"not {runtime!r}")
+            return _OrtRunner(path, label or path.stem)
+    elif isinstance(target, nn.Module):
+        source = type(target).__name__
+        label = label or source
+    else:
+        raise BenchError(f"cannot benchmark a {type(target).__name__}: give an nn.Module, an .onnx file or a "
+                         "model directory")
+    shape = input_shape or _model_input_shape(target)
+    if runtime == "torch":
+        if any(p.device.type != "cpu" for p in target.parameters()):
+            raise BenchError(f"{label}: the model must be on the CPU")
+        return _TorchRunner(target, label, source, shape, file_bytes)
+    if shape is None:
+        raise BenchError(f"{label}: an input shape is required to export the module (e.g. 1,28,28)")
+    onnx_path = workdir / f"{tag}.onnx"
+    export_onnx(target, onnx_path, shape, batch="dynamic", verify=True)
+    return _OrtRunner(onnx_path, label, source)
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import onnxruntime
+
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+
+
+def benchmark(
+    target: Target,
+    *,
+    batch_sizes: Sequence[int] | int = (1, 32),
+    threads: int | None = None,
+    runtime: Runtime = "ort",
+    against: Target | None = None,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    input_shape: Sequence[int] | None = None,
+    labels: tuple[str, str] | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Time ``target`` (and ``against``, in alternation) at each batch size; see the module docstring.
+
+    Args:
+        target: an ``nn.Module``, an ``.onnx`` file, or a tensorslim model directory.
+        batch_sizes: batch sizes to time (an ONNX file with a fixed batch accepts only that one).
+        threads: intra-op threads for both runtimes; None: ``torch.get_num_threads()``.
+        runtime: ``"ort"`` (ONNX Runtime; modules are exported first) or ``"torch"`` (PyTorch eager).
+        against: a second model, timed in alternation with the target; the result then has ``comparison``.
+        warmup: untimed runs per model and batch size; repeats: timed runs per model and batch size.
+        input_shape: one sample's shape without batch; needed for a module unless it carries one (models
+            built or loaded by tensorslim do) or ``against`` / the ONNX file fixes it.
+        labels: names for target and against in the result (default: class name / file or directory name).
+        seed: seed of the random input.
+
+    Raises:
+        BenchError (a TensorSlimError): bad arguments, an unreadable file, mismatched input shapes.
+    """
+    if runtime not in ("ort", "torch"):
+        raise BenchError(f"runtime must be 'ort' or 'torch', got {runtime!r}")
+    n_threads = _check_threads(threads)
+    batches = _check_batches(batch_sizes)
+    warmup = _check_count(warmup, "warmup", 0)
+    repeats = _check_count(repeats, "repeats", 1)
+    shape = None if input_shape is None else check_input_shape(input_shape)
+    if labels is not None and (len(labels) != 2 or not all(isinstance(s, str) and s for s in labels)):
+        raise BenchError(f"labels must be two non-empty strings, got {labels!r}")
+
+    torch.set_flush_denormal(True)
+    previous_threads = torch.get_num_threads()
+    runners: list[_Runner] = []
+    with tempfile.TemporaryDirectory(prefix="tensorslim-bench-") as tmp:
+        try:
+            torch.set_num_threads(n_threads)
+            targets = [target] if against is None else [target, against]
+            for i, t in enumerate(targets):
+                runners.append(_make_runner(t, runtime, labels[i] if labels else None, shape, Path(tmp),
+                                            f"model{i}"))
+            shape = _common_shape(runners, shape)
+            for r in runners:
+                if r.fixed_batch is not None and any(b != r.fixed_batch for b in batches):
+                    raise BenchError(f"{r.label}: the ONNX file has a fixed batch of {r.fixed_batch}; "
+                                     f"cannot time batch sizes {list(batches)}")
+            if len(runners) == 2 and runners[0].label == runners[1].label:
+                runners[0].label += " (target)"
+                runners[1].label += " (against)"
+            rng = np.random.default_rng(seed)
+            inputs = {b: rng.standard_normal((b, *shape), dtype=np.float32) for b in batches}
+            results = [_load_and_measure(r, n_threads, inputs) for r in runners]
+            comparison = [] if len(runners) == 2 else None
+            with torch.inference_mode():
+                for b in batches:
+                    calls = [r.bind(inputs[b]) for r in runners]
+                    for _ in range(warmup):
+                        for call in calls:
+                            call()
+                    times: list[list[int]] = [[] for _ in calls]
+                    for _ in range(repeats):
+                        for k, call in enumerate(calls):  # alternation: A, B, A, B, ...
+                            t0 = time.perf_counter_ns()
+                            call()
+                            times[k].append(time.perf_counter_ns() - t0)
+                    for res, ts in zip(results, times):
+                        res.timings.append(Timing.of(b, ts))
+                    if comparison is not None:
+                        ratios = [tb / ta for ta, tb in zip(times[0], times[1]) if ta > 0]
+                        comparison.append(Ratio(b, statistics.median(ratios), min(ratios), max(ratios)))
+        finally:
+            torch.set_num_threads(previous_threads)
+            torch.set_flush_denormal(False)
+            for r in runners:
+                r.close()
+    notes = []
+    if n_threads > (os.cpu_count() or n_threads):
+        notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
+    return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
+                       batch_sizes=batches, machine=_machine(), models=results, comparison=comparison,
+                       notes=notes)
+
+
+def _common_shape(runners: list[_Runner], shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    for r in runners:
+        if r.input_shape is None:
+            continue
+        if shape is None:
+            shape = r.input_shape
+        elif r.input_shape != shape:
+            raise BenchError(f"{r.label}: takes input shape {r.input_shape}, not {shape}")
+    if shape is None:
+        raise BenchError("an input shape is required (e.g. 1,28,28): no model fixes it")
+    return shape
+
+
+def _load_and_measure(r: _Runner, threads: int, inputs: dict[int, np.ndarray]) -> ModelBench:
+    """Load ``r`` and run it once per batch size, measuring the RSS growth (see the module docstring)."""
+    gc.collect()
+    base = _rss_bytes()
+    r.load(threads)
+    loaded = _rss_bytes()
+    with torch.inference_mode(), _PeakRss() as peak:
+        for x in inputs.values():
+            try:
+                r.bind(x)()
+            except Exception as err:  # noqa: BLE001 - report the user's model failure in one line
+                raise BenchError(f"{r.label}: fails at batch {x.shape[0]} with input shape {x.shape[1:]}: "
+                                 f"{one_line(err)}") from None
+    return ModelBench(
+        label=r.label, runtime=r.runtime, source=r.source, file_bytes=r.file_bytes,
+        weight_bytes=r.weight_bytes,
+        load_rss_bytes=None if base is None or loaded is None else max(0, loaded - base),
+        peak_rss_bytes=None if base is None or peak.peak is None else max(0, peak.peak - base),
+    )
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def format_table(result: BenchResult | dict[str, Any]) -> str:
+    """A plain-text table of a :class:`BenchResult` (or its ``to_dict()``), speedups per batch size last."""
+    d = result.to_dict() if isinstance(result, BenchResult) else result
+    shape = "x".join(str(s) for s in d["input_shape"])
+    lines = [f"runtime {d['runtime']}, {d['threads']} thread(s), input {shape}, "
+             f"warm-up {d['warmup']}, {d['repeats']} timed runs per model and batch"]
+    width = max([len("model"), *(len(m["label"]) for m in d["models"])])
+    lines.append(f"{'model':<{width}}  {'batch':>5}  {'median ms':>10}  {'min-max ms':>17}  "
+                 f"{'samples/s':>10}")
+    for m in d["models"]:
+        for t in m["timings"]:
+            span = f"{t['min_ms']:.3f}-{t['max_ms']:.3f}"
+            lines.append(f"{m['label']:<{width}}  {t['batch']:>5}  {t['median_ms']:>10.3f}  {span:>17}  "
+                         f"{t['throughput']:>10.1f}")
+    for m in d["models"]:
+        lines.append(f"{m['label']}: file {_fmt_bytes(m['file_bytes'])}, "
+                     f"weights {_fmt_bytes(m['weight_bytes'])}, "
+                     f"RSS +{_fmt_bytes(m['load_rss_bytes'])} loaded, "
+                     f"+{_fmt_bytes(m['peak_rss_bytes'])} peak")
+    if d.get("comparison"):
+        a, b = d["models"][0]["label"], d["models"][1]["label"]
+        lines.append(f"speedup of {a!r} vs {b!r} (t_{b} / t_{a} per alternating round: median, min-max; "
+                     f"> 1 means {a!r} is faster):")
+        for c in d["comparison"]:
+            lines.append(f"  batch {c['batch']:>5}: {c['speedup']:.2f}x  ({c['min']:.2f}-{c['max']:.2f})")
+    lines.extend(f"note: {n}" for n in d.get("notes", []))
+    return "\n".join(lines)
