@@ -178,6 +178,90 @@ def compress_cmd(path: str, plan_file: str | None, method: str | None, rank: str
     compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir)
 
 
+@cli.command("export")
+@click.argument("target")
+@click.option("--out", required=True, type=click.Path(), help="The .onnx file to write.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--input-shape", default=None, help="C,H,W (default: the model's own).")
+@click.option("--weights", type=click.Path(), default=None, help="Weights for a factory target.")
+@click.option("--data", "dataset", default="auto", show_default=True,
+              help="Also verify on real images of this dataset ('auto': the model's own; 'none' to skip).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Largest accepted relative error.")
+@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True)
+def export_cmd(target: str, out: str, opset: int | None, batch: str, input_shape: str | None, weights: str | None,
+               dataset: str, data_dir: str | None, rtol: float, exporter: str) -> None:
+    """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime."""
+    from .export import export_target
+    from .resolve import parse_shape
+
+    if batch != "dynamic":
+        try:
+            batch = int(batch)
+        except ValueError:
+            raise TensorSlimError(f"--batch {batch!r}: expected 'dynamic' or a positive integer") from None
+    result = export_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
+                           dataset=None if dataset == "none" else dataset, data_dir=data_dir, opset=opset,
+                           batch=batch, rtol=rtol, exporter=exporter)
+    click.echo(result.summary())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if result.reconstructs_weights:
+        click.echo("warning: the graph rebuilds a weight from factors at run time", err=True)
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise TensorSlimError(f"{what} {text!r}: expected integers separated by commas") from None
+    return values
+
+
+@cli.command("bench")
+@click.argument("target")
+@click.option("--batch", "batches", default="1,32", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads (default: torch's).")
+@click.option("--runtime", type=click.Choice(["ort", "torch"]), default="ort", show_default=True)
+@click.option("--against", default=None, help="A second model (directory or .onnx), timed in alternation.")
+@click.option("--repeats", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--input-shape", default=None, help="C,H,W for a built-in name (default: its own).")
+@click.option("--save", "save_dir", type=click.Path(), default=None,
+              help="Model directory to store bench.json in (read by `tensorslim report`).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_cmd(target: str, batches: str, threads: int | None, runtime: str, against: str | None, repeats: int,
+              warmup: int, input_shape: str | None, save_dir: str | None, as_json: bool) -> None:
+    """Latency of TARGET (model directory, name or .onnx): median with min–max, memory, size; ratios with --against."""
+    from . import _atomic, modeldir
+    from .export import benchmark, format_table
+    from .resolve import open_model, parse_shape
+
+    def resolve(t: str | None):
+        if t is None or t.endswith(".onnx") or modeldir.is_model_dir(t):
+            return t
+        return open_model(t, input_shape=parse_shape(input_shape))[0]
+
+    result = benchmark(resolve(target), batch_sizes=_int_list(batches, "--batch"), threads=threads, runtime=runtime,
+                       against=resolve(against), warmup=warmup, repeats=repeats, input_shape=parse_shape(input_shape))
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_table(result))
+    if save_dir:
+        _atomic.write_text(Path(save_dir) / "bench.json", json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+@cli.command("report")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Report directory (index.html, report.json, PNGs).")
+@click.option("--title", default="tensorslim report", show_default=True)
+def report_cmd(dirs: tuple[str, ...], out: str, title: str) -> None:
+    """An HTML report (plots of accuracy vs params, MACs, latency; per-layer costs) over model directories."""
+    from .export import write_report
+
+    write_report(list(dirs), out, title=title)
+    click.echo(f"report: {Path(out) / 'index.html'}")
+
+
 @cli.command("demo")
 @click.option("--data", "dataset", default=None, help="Dataset (default: fashion-mnist if installed, else digits).")
 @click.option("--data-dir", type=click.Path())

@@ -14,7 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _NAMES = {
-    "export_onnx": "onnx", "node_summary": "onnx", "inspect_onnx": "onnx", "ExportResult": "onnx",
+    "export_onnx": "onnx", "export_target": "onnx", "dataset_inputs": "onnx",
+    "node_summary": "onnx", "inspect_onnx": "onnx", "ExportResult": "onnx",
     "GraphInfo": "onnx", "Check": "onnx", "ExportError": "onnx", "VerificationError": "onnx",
     "benchmark": "bench", "format_table": "bench", "BenchResult": "bench", "BenchError": "bench",
     "write_report": "report", "pareto_front": "report", "ReportError": "report",
@@ -22,7 +23,8 @@ _NAMES = {
 
 __all__ = [
     "BenchError", "BenchResult", "Check", "ExportError", "ExportResult", "GraphInfo", "ReportError",
-    "VerificationError", "benchmark", "export_onnx", "format_table", "inspect_onnx", "node_summary",
+    "VerificationError", "benchmark", "dataset_inputs", "export_onnx", "export_target",
+    "format_table", "inspect_onnx", "node_summary",
     "pareto_front", "write_report",
 ]
 
@@ -34,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
         ExportResult,
         GraphInfo,
         VerificationError,
+        dataset_inputs,
         export_onnx,
+        export_target,
         inspect_onnx,
         node_summary,
     )

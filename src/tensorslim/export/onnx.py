@@ -487,6 +487,9 @@ def ort_session(path: str | os.PathLike, *, threads: int | None = None):  # -> o
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Flush denormals in ORT's own threads too: the tiny values that factorized layers produce can otherwise
+    # take the slow denormal path (torch.set_flush_denormal only covers PyTorch's threads).
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
     try:
