@@ -286,14 +286,16 @@ def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
         if knob is None:
             raise DecompositionError(ctx.name, f"even the smallest {rule.method} rank exceeds {kind}={value}")
         return method.to_rank(ctx, knob, opts)
+    from .decompose import singular_values
+
     weight = ctx.module.weight.detach()
     if kind == "energy":
         if rule.method == "svd":
-            return ranks.energy_rank(torch.linalg.svdvals(weight.double()), value)
+            return ranks.energy_rank(singular_values(weight), value)
         if rule.method == "tucker2":
             t, s = weight.shape[:2]
-            r_out = ranks.energy_rank(torch.linalg.svdvals(weight.double().reshape(t, -1)), value)
-            r_in = ranks.energy_rank(torch.linalg.svdvals(weight.double().transpose(0, 1).reshape(s, -1)), value)
+            r_out = ranks.energy_rank(singular_values(weight.reshape(t, -1)), value)
+            r_in = ranks.energy_rank(singular_values(weight.transpose(0, 1).reshape(s, -1)), value)
             return [r_in, r_out]
         raise DecompositionError(ctx.name, f"energy ranks apply to svd and tucker2, not {rule.method}")
     # vbmf
@@ -301,9 +303,10 @@ def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
     k = opts.get("k", 0.8)
 
     def vbmf_rank(matrix: torch.Tensor) -> int:
-        r = max(1, ranks.evbmf(matrix)[0])
-        full = min(matrix.shape)
-        return ranks.weakened_evbmf(full, r, k=k, min_rank=opts.get("min_rank", 21)) if weakened else r
+        r = ranks.evbmf(matrix)[0]
+        if weakened:  # MUSCO: an EVBMF rank of 0 leaves the layer's rank as it is
+            return ranks.weakened_evbmf(min(matrix.shape), r, k=k, min_rank=opts.get("min_rank", 21))
+        return max(1, r)
 
     if rule.method == "svd":
         return vbmf_rank(weight)
