@@ -141,10 +141,79 @@ def _dataset_found(name: str, data_dir: str | None) -> bool:
     return any(s.name == name and s.found for s in data.available(data_dir))
 
 
-def demo(dataset: str, out: Path, *, data_dir: str | None = None, epochs: int = 3, log=print) -> dict[str, Any]:
-    """The default job: train lenet5 on ``dataset``, evaluate it, and print its cost table."""
-    model_dir = out / "lenet5"
-    result = train_model("lenet5", dataset, model_dir, data_dir=data_dir, epochs=epochs, log=log)
-    log(inspect_model(str(model_dir))["text"])
-    log(f"\nmodel directory: {model_dir}  (test accuracy {result['accuracy']:.2f}%)")
-    return result
+def demo(dataset: str, out: Path, *, data_dir: str | None = None, model: str = "convnet", epochs: int = 4,
+         budget: str = "macs=0.3", finetune_epochs: float = 1.0, log=print) -> dict[str, Any]:
+    """The default job, end to end: baseline → rank allocation for a budget → compress → fine-tune → ONNX →
+    latency → a before/after table, ``demo.json`` and an HTML report under ``out``.
+
+    The baseline is reused when ``out/<model>-baseline`` already holds a model trained for ``epochs`` epochs.
+    """
+    import time
+
+    from .export import benchmark, export_target, write_report
+    from .finetune import finetune
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    base_dir, small_dir = out / f"{model}-baseline", out / f"{model}-compressed"
+    history = modeldir.read_metrics(base_dir).get("history", []) if modeldir.is_model_dir(base_dir) else []
+    if len(history) >= epochs and modeldir.read_metrics(base_dir).get("accuracy", {}).get("test") is not None:
+        log(f"[1/5] reusing the baseline in {base_dir}")
+    else:
+        log(f"[1/5] training the {model} baseline on {dataset} for {epochs} epochs")
+        train_model(model, dataset, base_dir, data_dir=data_dir, epochs=epochs, log=log)
+    log(f"[2/5] allocating ranks for the budget {budget} from per-layer sensitivity, compressing, fine-tuning")
+    finetune(base_dir, dataset, budget=budget, schedule="one-shot", epochs=finetune_epochs,
+             out=small_dir, data_dir=data_dir, log=log)
+    log("[3/5] exporting both models to ONNX and verifying them in ONNX Runtime")
+    onnx_dir = out / "onnx"
+    exports = {name: export_target(path, onnx_dir / f"{name}.onnx", data_dir=data_dir)
+               for name, path in (("baseline", base_dir), ("compressed", small_dir))}
+    log("[4/5] timing both in ONNX Runtime, in alternation")
+    bench = benchmark(str(exports["compressed"].path), against=str(exports["baseline"].path), batch_sizes=(1, 32),
+                      labels=(small_dir.name, base_dir.name), repeats=30)
+    _atomic.write_text(small_dir / "bench.json", json.dumps(bench.to_dict(), indent=2) + "\n")
+    log("[5/5] writing the report")
+    report_dir = out / "report"
+    write_report([base_dir, small_dir], report_dir, title=f"tensorslim demo: {model} on {dataset}")
+
+    rows = _before_after(base_dir, small_dir, bench)
+    table = _format_before_after(rows)
+    summary = {"dataset": dataset, "model": model, "budget": budget, "rows": rows,
+               "bench": bench.to_dict(), "report": str(report_dir / "index.html"),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    _atomic.write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
+    log("\n" + table)
+    log(f"\nreport: {report_dir / 'index.html'}   results: {out / 'demo.json'}   ({summary['seconds']:.0f} s)")
+    return summary
+
+
+def _before_after(base_dir: Path, small_dir: Path, bench) -> list[dict[str, Any]]:
+    """One row per model: test accuracy, params, MACs and the median ORT latency at each batch size."""
+    from .cost import profile
+
+    latency = {m.label: {t.batch: t.median_ms for t in m.timings} for m in bench.models}
+    rows = []
+    for path in (base_dir, small_dir):
+        model = modeldir.load(path)
+        total = profile(model, tuple(modeldir.read_meta(path)["input_shape"])).total
+        rows.append({"model": path.name, "accuracy": modeldir.read_metrics(path).get("accuracy", {}).get("test"),
+                     "params": total.params, "macs": total.macs, "latency_ms": latency.get(path.name, {})})
+    return rows
+
+
+def _format_before_after(rows: list[dict[str, Any]]) -> str:
+    base = rows[0]
+    batches = sorted(base["latency_ms"])
+    head = f"{'model':<22} {'test acc':>9} {'params':>11} {'×':>6} {'MACs':>12} {'×':>6}" + "".join(
+        f" {f'ORT b{b} ms':>11} {'×':>6}" for b in batches)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = f"{r['accuracy']:.2f}%" if r["accuracy"] is not None else "-"
+        line = (f"{r['model']:<22} {acc:>9} {r['params']:>11,} {base['params'] / r['params']:>6.2f}"
+                f" {r['macs']:>12,} {base['macs'] / r['macs']:>6.2f}")
+        for b in batches:
+            ms = r["latency_ms"].get(b)
+            line += f" {ms:>11.3f} {base['latency_ms'][b] / ms:>6.2f}" if ms else f" {'-':>11} {'-':>6}"
+        lines.append(line)
+    return "\n".join(lines)
