@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ._cli_plan import build_plan, plan_options
 from .errors import TensorSlimError
 
 
@@ -128,30 +129,9 @@ def inspect_cmd(target: str, input_shape: str | None, weights: str | None, as_js
     click.echo(json.dumps(report["json"], indent=2) if as_json else report["text"])
 
 
-def _rank_value(text: str | None):
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise TensorSlimError(f"--rank {text!r}: expected an integer or integers separated by commas") from None
-    return values[0] if len(values) == 1 else values
-
-
 @cli.command("compress")
 @click.argument("path", type=click.Path())
-@click.option("--plan", "plan_file", type=click.Path(), help="A JSON compression plan (instead of --method...).")
-@click.option("--method", type=click.Choice(["svd", "cp", "tucker2", "tt", "tcl"]))
-@click.option("--rank", default=None, help="Explicit rank: R, or R_in,R_out (tucker2), or R_C,R_H,R_W (tcl).")
-@click.option("--ratio", type=float, default=None, help="Keep this fraction of each layer's parameters.")
-@click.option("--macs-ratio", type=float, default=None, help="Keep this fraction of each layer's MACs.")
-@click.option("--energy", type=float, default=None, help="Keep this fraction of the spectral energy.")
-@click.option("--vbmf", is_flag=True, help="EVBMF ranks (svd, tucker2).")
-@click.option("--weakened", is_flag=True, help="With --vbmf: MUSCO's weakened EVBMF.")
-@click.option("--layers", default="*", show_default=True, help="Glob of layer names to compress.")
-@click.option("--exclude", multiple=True, help="Glob of layer names to leave alone (repeatable).")
-@click.option("--algorithm", type=click.Choice(["power", "als"]), default=None, help="CP algorithm.")
-@click.option("--form", type=click.Choice(["cp3", "cp4"]), default=None, help="CP layer form.")
+@plan_options
 @click.option("--data-dir", type=click.Path())
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="Measure test accuracy before fine-tuning when the model's dataset is here.")
@@ -161,20 +141,10 @@ def compress_cmd(path: str, plan_file: str | None, method: str | None, rank: str
                  exclude: tuple[str, ...], algorithm: str | None, form: str | None, data_dir: str | None,
                  evaluate: bool, out: str) -> None:
     """Factorize the layers of the model directory PATH and write the compressed model to OUT."""
-    from . import plan as plan_mod
     from .workflows import compress_model
 
-    if plan_file and method:
-        raise TensorSlimError("give either --plan or --method, not both")
-    if plan_file:
-        plan = plan_mod.read(plan_file)
-    elif method:
-        options = {k: v for k, v in (("algorithm", algorithm), ("form", form)) if v}
-        plan = plan_mod.single(method, layers=layers, rank=_rank_value(rank), ratio=ratio, macs_ratio=macs_ratio,
-                               energy=energy, vbmf=("weakened" if weakened else True) if vbmf else None,
-                               options=options, exclude=list(exclude))
-    else:
-        raise TensorSlimError("give --plan FILE or --method with a rank spec (--rank/--ratio/--energy/--vbmf)")
+    plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude, algorithm,
+                      form)
     compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir)
 
 
@@ -278,6 +248,16 @@ def demo_cmd(dataset: str | None, data_dir: str | None, model: str, epochs: int,
 
     demo(dataset or _default_dataset(data_dir), Path(out), data_dir=data_dir, model=model, epochs=epochs,
          budget=budget, finetune_epochs=finetune_epochs)
+
+
+def _register_stage_commands() -> None:
+    """Commands whose code lives with their stage (finetune/, explore/, search/)."""
+    from .finetune.command import finetune_cmd
+
+    cli.add_command(finetune_cmd)
+
+
+_register_stage_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ the same course as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import math
@@ -114,11 +115,11 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
                     reduction="batchmean") * t * t
 
 
-def _progress(total: int, desc: str):
+def _progress(total: int, desc: str, enabled: bool = True):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
-                disable=not sys.stderr.isatty())
+                disable=not (enabled and sys.stderr.isatty()))
 
 
 def train(
@@ -132,16 +133,30 @@ def train(
     params: Iterable[nn.Parameter] | None = None,
     save_kwargs: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = print,
+    sync_bn: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place and return the per-epoch history.
 
     ``params`` restricts which parameters are optimised (e.g. only new factors); ``out`` makes the run
     checkpointed and resumable; ``save_kwargs`` go to :func:`tensorslim.modeldir.save` (dataset name...).
+
+    Under ``torchrun`` (a process group started by :func:`tensorslim.distributed.init_from_env`) the same loop
+    trains data-parallel: the model is wrapped in DistributedDataParallel, each process reads its shard of
+    ``train_set`` (``cfg.batch_size`` is then the per-process batch), the epoch's statistics are summed over
+    the processes, every process reads the checkpoint to resume, and only rank 0 writes it.
     """
+    from . import distributed
+
+    info = distributed.current()
     cfg = cfg or TrainConfig()
-    log = log or (lambda _msg: None)
+    log = (log or (lambda _msg: None)) if info.is_main else (lambda _msg: None)
+    local_set = distributed.shard(train_set, info)
+    if info.device != "cpu":
+        model.to(info.device)
+        if teacher is not None:
+            teacher.to(info.device)
     optimizer = make_optimizer(params if params is not None else model.parameters(), cfg)
-    steps_per_epoch = _num_batches(train_set, cfg.batch_size, cfg.max_batches)
+    steps_per_epoch = _num_batches(local_set, cfg.batch_size, cfg.max_batches)
     total_steps = steps_per_epoch * cfg.epochs
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -158,20 +173,22 @@ def train(
                 return history
             log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
+    net = distributed.wrap(model, info, sync_bn=sync_bn)
     if teacher is not None:
         teacher.eval()
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout and friends: reproducible across resumes
-        model.train()
+        net.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
-        for i, (x, y) in enumerate(_batches(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)):
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=info.is_main)
+        for i, (x, y) in enumerate(_batches(local_set, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)):
             if i >= steps_per_epoch:
                 break
+            x, y = x.to(info.device), y.to(info.device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, cfg, steps_per_epoch)
-            out_logits = model(x)
+            out_logits = net(x)
             loss = F.cross_entropy(out_logits, y, label_smoothing=cfg.label_smoothing)
             if teacher is not None and cfg.distill_alpha > 0:
                 with torch.no_grad():
@@ -190,6 +207,7 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}")
         bar.close()
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], info)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, seen),
@@ -197,12 +215,14 @@ def train(
             "seconds": round(time.perf_counter() - t0, 2),
         }
         if val_set is not None:
-            val = evaluate(model, val_set)
+            val = evaluate(model if info.device == "cpu" else copy.deepcopy(model).cpu(), val_set)
             record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
         history.append(record)
         log(_epoch_line(record, cfg.epochs))
         if out is not None:
-            _write_epoch(model, Path(out), optimizer, history, cfg, save_kwargs or {})
+            if info.is_main:
+                _write_epoch(model, Path(out), optimizer, history, cfg, save_kwargs or {})
+            distributed.barrier()
     return history
 
 
