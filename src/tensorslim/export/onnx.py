@@ -30,6 +30,16 @@ first one fails to export or to verify:
   catches a frozen batch size; ``auto`` then retries with the dynamo exporter. Use ``exporter="dynamo"`` for
   models with value-dependent branches: it refuses them instead of tracing one branch.
 
+ONNX Runtime sessions
+---------------------
+:func:`ort_session` (used by verification and by ``bench``) runs all graph optimizations and, on x86 CPUs, first
+zero-pads the inner channels of conv chains — the ranks of CP (1×1 → depthwise → 1×1) and Tucker (1×1 → core →
+1×1) layers — to a multiple of ONNX Runtime's NCHWc block (16 with AVX-512, 8 with AVX2), in memory
+(:func:`pad_conv_channels`; exact, the file on disk is unchanged). Without it a rank such as 67 keeps the
+depthwise and last 1×1 conv out of ORT's blocked-layout kernels, with layout reorders in between: CP-3 layers
+ran 1.3–1.7× slower (VGG-size layers, one thread, timed in alternation). Users running ORT on the exported file
+themselves get the same effect by choosing ranks that are multiples of 16.
+
 Graph inspection
 ----------------
 :func:`node_summary` counts op types; :func:`inspect_onnx` returns a :class:`GraphInfo` with, besides the
@@ -478,8 +488,158 @@ def _exporter_order(exporter: str, opset: int | None) -> list[str]:
 # verification
 
 
-def ort_session(path: str | os.PathLike, *, threads: int | None = None):  # -> onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session for ``path``; ``threads`` sets intra-op threads (None: ORT's default)."""
+def nchwc_block() -> int:
+    """Channel block of ONNX Runtime's NCHWc convolution kernels on this CPU: 16 with AVX-512, 8 with AVX2,
+    1 (no NCHWc layout) elsewhere. Read from ``/proc/cpuinfo`` (Linux); other systems get 1."""
+    global _NCHWC_BLOCK
+    if _NCHWC_BLOCK is None:
+        flags: set[str] = set()
+        with contextlib.suppress(OSError):
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        _NCHWC_BLOCK = 16 if "avx512f" in flags else 8 if "avx2" in flags else 1
+    return _NCHWC_BLOCK
+
+
+_NCHWC_BLOCK: int | None = None
+
+
+def pad_conv_channels(proto: Any, block: int) -> int:
+    """Zero-pad the channels *inside* chains of convolutions to a multiple of ``block``, in place.
+
+    A chain is a ``Conv`` (groups 1) whose output feeds only depthwise ``Conv`` nodes (groups == channels, one
+    filter per channel) and finally one ``Conv`` with groups 1 — the inner channels of a CP (1×1 → depthwise →
+    1×1) or Tucker (1×1 → core → 1×1) layer, i.e. its ranks. The first conv gets zero filters (and zero bias),
+    the depthwise convs zero filters, the last conv zero input columns: the output is exactly unchanged.
+
+    Why: ONNX Runtime's NCHWc transformer (``ORT_ENABLE_ALL`` on x86) runs a convolution in its blocked layout
+    only when the channel counts are multiples of the CPU's block (16 with AVX-512, 8 with AVX2); a rank such as
+    67 otherwise sends the depthwise and the last 1×1 conv back to plain NCHW kernels with layout reorders in
+    between, which measured 1.3–1.7× slower than the padded chain (see ``benchmarks/bench_layers.py``).
+    Returns the number of chains padded; initializers shared with other nodes are copied, never changed in place.
+    """
+    from onnx import numpy_helper
+
+    if block <= 1:
+        return 0
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in g.node:
+        for name in node.input:
+            if name:
+                consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in g.output}
+
+    def attr(node: Any, name: str, default: Any) -> Any:
+        for a in node.attribute:
+            if a.name == name:
+                return a.i if a.type == a.INT else list(a.ints)
+        return default
+
+    def weight(node: Any) -> np.ndarray | None:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            return None
+        init = inits.get(node.input[1])
+        return None if init is None else numpy_helper.to_array(init)
+
+    def only_consumer(tensor: str) -> Any | None:
+        users = consumers.get(tensor, [])
+        if len(users) != 1 or tensor in graph_outputs or users[0].input[0] != tensor:
+            return None
+        return users[0]
+
+    def set_input(node: Any, index: int, array: np.ndarray) -> None:
+        """Replace initializer input ``index`` of ``node`` by ``array`` under a fresh name."""
+        base = node.input[index]
+        name, k = f"{base}_pad", 0
+        while name in inits:
+            k += 1
+            name = f"{base}_pad{k}"
+        t = numpy_helper.from_array(array.astype(numpy_helper.to_array(inits[base]).dtype, copy=False), name)
+        g.initializer.append(t)
+        inits[name] = t
+        node.input[index] = name
+
+    padded = 0
+    for first in list(g.node):
+        w0 = weight(first)
+        if w0 is None or attr(first, "group", 1) != 1 or w0.ndim != 4:
+            continue
+        channels = int(w0.shape[0])
+        extra = -channels % block
+        if extra == 0:
+            continue
+        chain: list[Any] = []
+        node = only_consumer(first.output[0])
+        while node is not None:
+            w = weight(node)
+            group = attr(node, "group", 1)
+            if w is None or w.ndim != 4:
+                node = None
+            elif group == channels and w.shape[0] == channels and w.shape[1] == 1:
+                chain.append(node)
+                node = only_consumer(node.output[0])
+            elif group == 1 and w.shape[1] == channels:
+                break
+            else:
+                node = None
+        if node is None:
+            continue
+        if len(first.input) > 2 and first.input[2] not in inits:
+            continue
+        if any(len(n.input) > 2 and n.input[2] for n in chain):
+            continue  # a bias inside the chain would make the padded channels non-zero
+        set_input(first, 1, np.concatenate([w0, np.zeros((extra, *w0.shape[1:]), w0.dtype)]))
+        if len(first.input) > 2 and first.input[2]:
+            b0 = numpy_helper.to_array(inits[first.input[2]])
+            set_input(first, 2, np.concatenate([b0, np.zeros(extra, b0.dtype)]))
+        for dw in chain:
+            w = weight(dw)
+            set_input(dw, 1, np.concatenate([w, np.zeros((extra, *w.shape[1:]), w.dtype)]))
+            for a in dw.attribute:
+                if a.name == "group":
+                    a.i = channels + extra
+        w = weight(node)
+        set_input(node, 1, np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), w.dtype)], axis=1))
+        padded += 1
+    if padded:
+        used = {name for n in g.node for name in n.input} | graph_outputs | {i.name for i in g.input}
+        keep = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+        # shapes recorded for the padded tensors are stale: drop them, ORT infers them again
+        stale = {n.output[0] for n in g.node}
+        keep_vi = [v for v in g.value_info if v.name not in stale]
+        del g.value_info[:]
+        g.value_info.extend(keep_vi)
+    return padded
+
+
+def _padded_bytes(path: str | os.PathLike, block: int) -> bytes | None:
+    """The model at ``path`` with :func:`pad_conv_channels` applied, serialized; None when nothing was padded or
+    the file cannot be read or rewritten here (ONNX Runtime then loads the file itself and reports any error)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path))
+        if not pad_conv_channels(proto, block):
+            return None
+        return proto.SerializeToString()
+    except Exception:  # noqa: BLE001 - unreadable or huge (> 2 GB) models: let ORT load the file as it is
+        return None
+
+
+def ort_session(path: str | os.PathLike, *, threads: int | None = None,
+                pad_channels: bool = True):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session for ``path``; ``threads`` sets intra-op threads (None: ORT's default).
+
+    ``pad_channels``: pad the inner channels of conv chains (factorized layers' ranks) to ONNX Runtime's NCHWc
+    block in memory (:func:`pad_conv_channels`; exact, the file is not changed).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -492,8 +652,11 @@ def ort_session(path: str | os.PathLike, *, threads: int | None = None):  # -> o
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
+    source: str | bytes = str(path)
+    if pad_channels and nchwc_block() > 1:
+        source = _padded_bytes(path, nchwc_block()) or source
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - ORT raises its own exception types for bad files
         raise ExportError(f"{path}: ONNX Runtime cannot load the model ({one_line(err)})") from None
 
@@ -521,7 +684,7 @@ def _compare(ref: list[torch.Tensor], got: list[np.ndarray], where: str) -> tupl
 
 def _verify(model: nn.Module, onnx_path: Path, shape: tuple[int, ...], batch: str | int,
             inputs: torch.Tensor | None, rtol: float, seed: int, name: str) -> list[Check]:
-    sess = ort_session(onnx_path)
+    sess = ort_session(onnx_path, pad_channels=False)  # check the file exactly as written
     in_name = sess.get_inputs()[0].name
     gen = torch.Generator().manual_seed(seed)
     runs: list[tuple[str, torch.Tensor]] = []
