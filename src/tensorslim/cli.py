@@ -253,8 +253,10 @@ def demo_cmd(dataset: str | None, data_dir: str | None, model: str, epochs: int,
 def _register_stage_commands() -> None:
     """Commands whose code lives with their stage (finetune/, explore/, search/)."""
     from .finetune.command import finetune_cmd
+    from .search.command import search_cmd
 
     cli.add_command(finetune_cmd)
+    cli.add_command(search_cmd)
 
 
 _register_stage_commands()

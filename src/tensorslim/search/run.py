@@ -1,0 +1,610 @@
+"""The search loop: low-fidelity trials on a shared Optuna study, then full-fidelity retraining of the Pareto set.
+
+:func:`run_study` is what every worker runs: open (or create) the study, check that it was made for the same
+search space, then take trials until the study holds ``n_trials`` finished ones (COMPLETE or PRUNED) — counted
+over *all* workers. Each trial builds the architecture the strategy's sampler proposes, prunes it before
+training when it exceeds ``max_params`` / ``max_macs``, trains it at low fidelity (a few epochs of at most
+``max_batches`` batches: a random data subset per epoch), evaluates it on a fixed subset of the validation
+split after every epoch, and is pruned when it is near chance or dominated (better-or-equal params and MACs,
+higher accuracy by ``margin`` at the same epoch) by a completed trial. Stale trials of dead workers are failed
+and retried with the same parameters (see :mod:`.storage`).
+
+:func:`finalize` retrains the Pareto set (and the baselines) at full fidelity, writes model directories,
+``pareto.json`` and a report. :func:`search` does both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import _atomic
+from ..errors import TensorSlimError
+from .pareto import OBJECTIVES, check_objectives, hypervolume, measure_latency, normalise, pareto_indices
+from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space, spec
+from .storage import beating, fail_stale_trials, open_storage
+from .strategy import get_strategy
+
+ATTR = "tensorslim_search"
+JOURNAL = "study.journal"
+
+
+@dataclasses.dataclass
+class Fidelity:
+    """How one model is trained: ``epochs`` of at most ``max_batches`` batches (None: the whole split), then
+    evaluated on at most ``val_batches`` batches of 500 (None: the whole split)."""
+
+    epochs: int = 2
+    max_batches: int | None = 50
+    val_batches: int | None = 4
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or (self.max_batches is not None and self.max_batches < 1):
+            raise TensorSlimError(f"fidelity needs epochs >= 1 and max_batches >= 1, got {self.epochs}, "
+                                  f"{self.max_batches}")
+
+    def train_config(self, seed: int):
+        from ..train import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                           seed=seed, max_batches=self.max_batches)
+
+
+@dataclasses.dataclass
+class Pruner:
+    """Prune a trial after an epoch that is not its last when its accuracy is at most ``chance_factor``×chance,
+    or when a completed trial had ``margin`` points more at the same epoch at no more params and MACs (once
+    ``min_completed`` trials are complete)."""
+
+    margin: float = 0.5
+    chance_factor: float = 1.5
+    min_completed: int = 4
+
+    def reason(self, study: Any, curve: Sequence[float], params: int, macs: int, num_classes: int) -> str | None:
+        from optuna.trial import TrialState
+
+        e, acc = len(curve) - 1, curve[-1]
+        if acc <= self.chance_factor * 100.0 / num_classes:
+            return f"accuracy {acc:.1f}% after epoch {e + 1} is near chance"
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if len(t.user_attrs.get("val_curve", [])) > e]
+        if len(done) < self.min_completed:
+            return None
+        for t in done:
+            a = t.user_attrs
+            if a["val_curve"][e] >= acc + self.margin and a["params"] <= params and a["macs"] <= macs:
+                return f"dominated after epoch {e + 1} by trial {t.number}"
+        return None
+
+
+DEFAULT_PRUNER = Pruner()
+
+
+@dataclasses.dataclass
+class SearchResult:
+    study: str
+    storage: str
+    counts: dict[str, int]
+    pareto: list[dict[str, Any]]
+    hypervolume: float | None = None
+    out: str | None = None
+    baselines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Surplus(Exception):
+    """A trial created after the study already held n_trials live ones (two workers raced)."""
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+
+
+def resolve_space(space: Any, input_shape: Sequence[int], num_classes: int) -> SearchSpace:
+    """``None`` (the default space for the input), a :class:`SearchSpace`, a dict, or a JSON file path."""
+    if space is None:
+        return default_space(input_shape, num_classes)
+    if isinstance(space, (str, os.PathLike)):
+        path = Path(space)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SearchSpaceError(f"{path}: search space file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SearchSpaceError(f"{path}: not a JSON search space ({err})") from None
+        data = {"input_shape": list(input_shape), "num_classes": num_classes, **data}
+        space = SearchSpace.from_dict(data)
+    elif isinstance(space, dict):
+        space = SearchSpace.from_dict({"input_shape": list(input_shape), "num_classes": num_classes, **space})
+    if not isinstance(space, SearchSpace):
+        raise SearchSpaceError(f"space must be a SearchSpace, a dict or a JSON file, got {type(space).__name__}")
+    if tuple(space.input_shape) != tuple(input_shape) or space.num_classes != num_classes:
+        raise SearchSpaceError(f"search space is for input {list(space.input_shape)} / {space.num_classes} classes, "
+                               f"the data is {list(input_shape)} / {num_classes} classes")
+    return space
+
+
+def definition(space: SearchSpace, rank_mode: str, fixed_ranks: Sequence[float] | None,
+               objectives: Sequence[str], dataset: str) -> dict[str, Any]:
+    """What the study's user attribute stores; a worker with a different definition is refused."""
+    return {"space": space.to_dict(), "rank_mode": rank_mode,
+            "fixed_ranks": [float(f) for f in fixed_ranks] if rank_mode == "fixed" and fixed_ranks else None,
+            "objectives": list(objectives), "dataset": dataset}
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if k == "space" and isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += [f"space.{d}" for d in _differences(a[k], b[k])]
+        elif a.get(k) != b.get(k):
+            out.append(k)
+    return out
+
+
+def open_study(name: str, storage_url: str, defn: dict[str, Any], *, sampler: Any = None,
+               heartbeat_interval: int = 30, grace_period: int | None = None, max_retry: int = 2) -> Any:
+    """Create or load the study ``name``; refuse one made for another search definition."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                           max_retry=max_retry)
+    directions = [OBJECTIVES[o] for o in defn["objectives"]]
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
+                                    load_if_exists=True)
+    except Exception as err:  # noqa: BLE001
+        raise TensorSlimError(f"study {name!r} in {storage_url!r} cannot be opened ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:200]})") from None
+    stored = study.user_attrs.get(ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise SearchSpaceError(f"study {name!r} has trials but was not made by tensorslim search; "
+                                   "use another --study name")
+        study.set_user_attr(ATTR, defn)
+        stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(ATTR)
+    stored = json.loads(json.dumps(stored))
+    mine = json.loads(json.dumps(defn))
+    if stored != mine:
+        diff = ", ".join(_differences(stored, mine)[:6])
+        raise SearchSpaceError(f"study {name!r} was created with another search definition (differs in: {diff}); "
+                               "use another --study name or the same options")
+    return study
+
+
+def _counts(study: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        key = t.state.name.lower()
+        if key == "fail" and t.user_attrs.get("surplus"):
+            key = "surplus"
+        elif key == "pruned" and t.user_attrs.get("over_budget"):
+            key = "over_budget"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _worker_seed(seed: int | None, study: Any, shared: bool) -> int | None:
+    if seed is None:
+        return None
+    existing = len(study.get_trials(deepcopy=False))
+    return (seed + 1009 * existing + (os.getpid() if shared else 0)) % (2**31 - 1)
+
+
+def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dict[str, Any]):
+    from .. import data
+
+    kwargs = dict(options)
+    if image_size is not None:
+        kwargs["image_size"] = image_size
+    sets = {split: data.load(dataset, split, data_dir, **kwargs) for split in ("train", "val")}
+    return sets["train"], sets["val"]
+
+
+# ------------------------------------------------------------------------------------------------ worker
+
+
+def run_study(
+    dataset: str,
+    *,
+    space: Any = None,
+    rank_mode: str = "auto",
+    fixed_ranks: Sequence[float] | None = None,
+    objectives: Sequence[str] = ("accuracy", "params", "macs"),
+    n_trials: int = 30,
+    storage: str | None = None,
+    study: str | None = None,
+    strategy: Any = "nsga2",
+    strategy_options: dict[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    data_dir: Any = None,
+    image_size: int | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    low_fidelity: Fidelity | None = None,
+    pruner: Pruner | None = DEFAULT_PRUNER,
+    seed: int | None = 0,
+    heartbeat_interval: int = 30,
+    grace_period: int | None = None,
+    max_retry: int = 2,
+    wait: bool = True,
+    poll_seconds: float = 2.0,
+    log: Callable[[str], None] | None = print,
+) -> Any:
+    """Run trials of the shared study until it holds ``n_trials`` finished ones; return the Optuna study."""
+
+    log = log or (lambda _m: None)
+    objectives = check_objectives(objectives)
+    check_rank_mode(rank_mode, fixed_ranks)
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise TensorSlimError(f"n_trials must be a positive integer, got {n_trials!r}")
+    low_fidelity = low_fidelity or Fidelity()
+    train_set, val_set = _load_data(dataset, data_dir, image_size, dataset_options or {})
+    input_shape, num_classes = tuple(train_set.input_shape), int(train_set.num_classes)
+    space = resolve_space(space, input_shape, num_classes)
+    strat = get_strategy(strategy, **(strategy_options or {}))
+    storage_url = storage_url_for(storage, out)
+    name = study or f"tensorslim-{dataset}-{rank_mode}"
+    defn = definition(space, rank_mode, fixed_ranks, objectives, dataset)
+    st = open_study(name, storage_url, defn, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                    max_retry=max_retry)
+    st.sampler = strat.sampler(seed=_worker_seed(seed, st, storage is not None), n_objectives=len(objectives))
+
+    def objective(trial: Any) -> list[float]:
+        with beating(st, trial):
+            return _evaluate(trial, st, space, rank_mode, fixed_ranks, objectives, n_trials, train_set, val_set,
+                             low_fidelity, pruner, seed or 0, log)
+
+    log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(objectives)}, "
+        f"rank mode {rank_mode}, {n_trials} trials")
+    while True:
+        fail_stale_trials(st)
+        c = _counts(st)
+        done = c.get("complete", 0) + c.get("pruned", 0)
+        live = done + c.get("running", 0) + c.get("waiting", 0)
+        if done >= n_trials:
+            break
+        if c.get("over_budget", 0) > 20 * n_trials:
+            raise SearchSpaceError(f"study {name!r}: {c['over_budget']} sampled architectures exceeded max_params / "
+                                   "max_macs; widen the budget or shrink the space")
+        if live >= n_trials and not c.get("waiting"):
+            if not wait:
+                break
+            time.sleep(poll_seconds)  # others run the last trials; take them over if they go stale
+            continue
+        st.optimize(objective, n_trials=1, catch=(_Surplus,))
+    log(f"study {name!r}: {_counts(st)}")
+    return st
+
+
+def storage_url_for(storage: str | None, out: Any) -> str:
+    """``storage``, else a journal file in ``out``, else in memory."""
+    if storage is not None:
+        return storage
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return str(Path(out) / JOURNAL)
+    return "memory"
+
+
+def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
+              objectives: Sequence[str], n_trials: int, train_set: Any, val_set: Any, fid: Fidelity,
+              pruner: Pruner | None, seed: int, log: Callable[[str], None]) -> list[float]:
+    import optuna
+    from optuna.trial import TrialState
+
+    from ..cost import profile
+    from ..train import evaluate, train
+
+    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number
+               and t.state != TrialState.FAIL and not t.user_attrs.get("over_budget")]
+    if len(earlier) >= n_trials:
+        trial.set_user_attr("surplus", True)
+        raise _Surplus(f"trial {trial.number}: the study already has {n_trials} trials")
+    arch = space.suggest(trial, rank_mode, fixed_ranks)
+    trial.set_user_attr("arch", arch)
+    trial.set_user_attr("summary", arch_summary(arch))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    torch.manual_seed(seed * 100003 + trial.number)
+    model = build_network(**arch)
+    total = profile(model, arch["input_shape"]).total
+    params, macs = int(total.params), int(total.macs)
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("macs", macs)
+    prefix = f"trial {trial.number}: {arch_summary(arch)} ({params:,} params, {macs / 1e6:.2f} M MACs)"
+    if (space.max_params and params > space.max_params) or (space.max_macs and macs > space.max_macs):
+        trial.set_user_attr("pruned_reason", "over the params / MACs budget")
+        trial.set_user_attr("over_budget", True)  # not counted in n_trials: it cost no training
+        log(f"{prefix}: pruned, over budget")
+        raise optuna.TrialPruned("over budget")
+    curve: list[float] = []
+    cfg = fid.train_config(seed * 100003 + trial.number)
+
+    def on_epoch(line: str) -> None:
+        if not line.startswith("epoch"):
+            return
+        acc = evaluate(model, val_set, max_batches=fid.val_batches)["accuracy"]
+        curve.append(acc)
+        trial.set_user_attr("val_curve", list(curve))
+        if pruner is not None and len(curve) < cfg.epochs:
+            why = pruner.reason(study, curve, params, macs, space.num_classes)
+            if why:
+                trial.set_user_attr("pruned_reason", why)
+                raise optuna.TrialPruned(why)
+
+    t0 = time.perf_counter()
+    try:
+        train(model, train_set, None, cfg, log=on_epoch)
+    except optuna.TrialPruned as p:
+        log(f"{prefix}: pruned, {p}")
+        raise
+    except TensorSlimError as err:
+        if "diverged" not in str(err):
+            raise
+        trial.set_user_attr("pruned_reason", "diverged")
+        log(f"{prefix}: pruned, diverged")
+        raise optuna.TrialPruned("diverged") from None
+    values = {"accuracy": curve[-1], "params": params, "macs": macs}
+    if "latency" in objectives:
+        values["latency"] = measure_latency(model, arch["input_shape"])
+    trial.set_user_attr("values", values)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+    log(f"{prefix}: val acc {curve[-1]:.2f}% ({time.perf_counter() - t0:.0f} s)")
+    return [float(values[o]) for o in objectives]
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def pareto_trials(study: Any) -> list[Any]:
+    """Non-dominated COMPLETE trials on the study's objectives, one per architecture, by accuracy."""
+    from optuna.trial import TrialState
+
+    objectives = study.user_attrs[ATTR]["objectives"]
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
+    vecs = [[-t.user_attrs["values"]["accuracy"] if o == "accuracy" else t.user_attrs["values"][o]
+             for o in objectives] for t in trials]
+    keep = [trials[i] for i in pareto_indices(vecs)]
+    seen, out = set(), []
+    for t in sorted(keep, key=lambda t: -t.user_attrs["values"]["accuracy"]):
+        key = json.dumps(t.user_attrs["arch"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
+def study_hypervolume(study: Any, reference: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+    """Hypervolume of the study's COMPLETE trials (normalised, see :mod:`.pareto`) and the reference used."""
+    from optuna.trial import TrialState
+
+    defn = study.user_attrs[ATTR]
+    objectives = defn["objectives"]
+    if reference is None:
+        space = SearchSpace.from_dict(defn["space"])
+        big = space.max_architecture()
+        from .space import count
+
+        params, macs = count(big)
+        reference = {"params": params, "macs": macs, "latency": None}
+        if "latency" in objectives:
+            lat = [t.user_attrs["values"]["latency"] for t in study.get_trials(deepcopy=False, states=(
+                TrialState.COMPLETE,)) if "values" in t.user_attrs]
+            reference["latency"] = max(lat) * 1.1 if lat else 1.0
+    pts = [normalise(t.user_attrs["values"], objectives, reference)
+           for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
+    return hypervolume(pts, [1.0] * len(objectives)), reference
+
+
+def _select(trials: list[Any], top: int | None) -> list[Any]:
+    """At most ``top`` trials spread evenly over the params axis (smallest and largest kept)."""
+    if top is None or len(trials) <= top:
+        return trials
+    by_size = sorted(trials, key=lambda t: t.user_attrs["params"])
+    if top == 1:
+        return [max(trials, key=lambda t: t.user_attrs["values"]["accuracy"])]
+    idx = sorted({round(i * (len(by_size) - 1) / (top - 1)) for i in range(top)})
+    return [by_size[i] for i in idx]
+
+
+def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity, *, data_dir: Any = None,
+                image_size: int | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
+                extra_metrics: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train at full fidelity into the model directory ``dest`` (resumable), evaluate on the test split and
+    record accuracy, params and MACs in its ``metrics.json``. Skips a directory that is already finished."""
+    from .. import data, modeldir
+    from ..cost import profile
+    from ..train import evaluate, train
+
+    metrics_file = dest / modeldir.METRICS
+    if metrics_file.is_file():
+        done = json.loads(metrics_file.read_text())
+        if isinstance(done.get("accuracy"), dict) and "test" in done["accuracy"] and \
+                done.get("final_epochs") == fid.epochs:
+            log(f"{dest}: already trained and evaluated")
+            return done
+    kwargs = dict(dataset_options or {})
+    if image_size is not None:
+        kwargs["image_size"] = image_size
+    train_set = data.load(dataset, "train", data_dir, **kwargs)
+    val_set = data.load(dataset, "val", data_dir, **kwargs)
+    test_set = data.load(dataset, "test", data_dir, **kwargs)
+    shape = tuple(train_set.input_shape)
+    t0 = time.perf_counter()
+    # val_batches=None: the whole validation split after every epoch; else a subset, after the last one only
+    history = train(model, train_set, val_set if fid.val_batches is None else None, fid.train_config(seed),
+                    out=dest, save_kwargs={"dataset": dataset, "input_shape": shape}, log=log)
+    val_acc = history[-1].get("val_accuracy")
+    if val_acc is None:
+        val_acc = evaluate(model, val_set, max_batches=fid.val_batches)["accuracy"]
+    test = evaluate(model, test_set)
+    total = profile(model, shape).total
+    metrics = {"accuracy": {"test": test["accuracy"], "val": val_acc},
+               "params": int(total.params), "macs": int(total.macs), "final_epochs": fid.epochs,
+               "final_max_batches": fid.max_batches, "train_seconds": round(time.perf_counter() - t0, 1),
+               "history": history, **(extra_metrics or {})}
+    modeldir.save(model, dest, dataset=dataset, input_shape=shape, metrics=metrics)
+    log(f"{dest}: test acc {test['accuracy']:.2f}%, {int(total.params):,} params, {int(total.macs) / 1e6:.2f} M MACs")
+    return metrics
+
+
+def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
+    """Build spec of a reference model for this data (``input_size`` passed when its factory takes one)."""
+    import inspect
+
+    from ..models import resolve_factory
+
+    kwargs: dict[str, Any] = {"in_channels": int(input_shape[0]), "num_classes": int(num_classes)}
+    try:
+        if "input_size" in inspect.signature(resolve_factory(name)).parameters:
+            kwargs["input_size"] = int(input_shape[1]) if input_shape[1] == input_shape[2] else list(input_shape[1:])
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        pass
+    return {"builder": name, "kwargs": kwargs}
+
+
+def finalize(
+    study: Any,
+    out: str | os.PathLike,
+    *,
+    final: Fidelity | None = None,
+    final_top: int | None = 4,
+    baselines: Sequence[str] = ("mobilenetv2", "resnet20"),
+    data_dir: Any = None,
+    image_size: int | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    report: bool = True,
+    seed: int = 0,
+    storage_url: str | None = None,
+    log: Callable[[str], None] = print,
+) -> SearchResult:
+    """Retrain the Pareto set and the baselines at full fidelity; write model directories, ``pareto.json`` and a
+    report under ``out``. Reruns skip what is finished."""
+    from .. import modeldir
+
+    if final_top is not None and (not isinstance(final_top, int) or final_top < 1):
+        raise TensorSlimError(f"final_top must be a positive integer or None, got {final_top!r}")
+    out = Path(out)
+    defn = study.user_attrs[ATTR]
+    dataset = defn["dataset"]
+    final = final or Fidelity(epochs=10, max_batches=None, val_batches=None)
+    front = pareto_trials(study)
+    chosen = _select(front, final_top)
+    hv, reference = study_hypervolume(study)
+    entries, dirs = [], []
+    for t in chosen:
+        arch = t.user_attrs["arch"]
+        dest = out / "pareto" / f"trial-{t.number:04d}"
+        torch.manual_seed(seed)
+        model = modeldir.build(spec(arch), arch["input_shape"])
+        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
+                        dataset_options=dataset_options, seed=seed, log=log,
+                        extra_metrics={"search": {"study": study.study_name, "trial": t.number,
+                                                  "low_fidelity": t.user_attrs["values"]}})
+        dirs.append(dest)
+        entries.append({"trial": t.number, "dir": str(dest), "summary": arch_summary(arch), "arch": arch,
+                        "params": t.user_attrs["params"], "macs": t.user_attrs["macs"],
+                        "low_fidelity": t.user_attrs["values"], "test_accuracy": m["accuracy"]["test"],
+                        "val_accuracy": m["accuracy"].get("val")})
+    base_entries = []
+    shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
+    classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
+    for name in baselines if chosen else ():
+        dest = out / "baselines" / name
+        torch.manual_seed(seed)
+        model = modeldir.build(baseline_spec(name, shape, classes), shape)
+        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
+                        dataset_options=dataset_options, seed=seed, log=log)
+        dirs.append(dest)
+        base_entries.append({"model": name, "dir": str(dest), "params": m["params"], "macs": m["macs"],
+                             "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})
+    result = SearchResult(study=study.study_name, storage=storage_url or "", counts=_counts(study),
+                          pareto=entries, hypervolume=hv, out=str(out), baselines=base_entries)
+    doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],
+           "fixed_ranks": defn["fixed_ranks"], "space": defn["space"], "hypervolume_reference": reference,
+           "pareto_size": len(front), "final": dataclasses.asdict(final)}
+    _atomic.write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
+    if report and dirs:
+        _write_report(dirs, out / "report", f"tensorslim search: {study.study_name}", log)
+    return result
+
+
+def _write_report(dirs: list[Path], dest: Path, title: str, log: Callable[[str], None]) -> None:
+    try:
+        from ..export import write_report
+    except ImportError:  # pragma: no cover - export stage absent
+        log("tensorslim.export is not available: no report written")
+        return
+    write_report(dirs, dest, title=title)
+    log(f"report: {dest / 'index.html'}")
+
+
+def search(
+    dataset: str,
+    *,
+    space: Any = None,
+    rank_mode: str = "auto",
+    fixed_ranks: Sequence[float] | None = None,
+    objectives: Sequence[str] = ("accuracy", "params", "macs"),
+    n_trials: int = 30,
+    storage: str | None = None,
+    study: str | None = None,
+    strategy: Any = "nsga2",
+    strategy_options: dict[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    data_dir: Any = None,
+    image_size: int | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    low_fidelity: Fidelity | None = None,
+    final: Fidelity | None = None,
+    final_top: int | None = 4,
+    baselines: Sequence[str] = ("mobilenetv2", "resnet20"),
+    pruner: Pruner | None = DEFAULT_PRUNER,
+    retrain: bool = True,
+    report: bool = True,
+    seed: int | None = 0,
+    heartbeat_interval: int = 30,
+    grace_period: int | None = None,
+    max_retry: int = 2,
+    wait: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> SearchResult:
+    """Multi-objective architecture search with TCL heads (see the module docstring and docs/search.md).
+
+    ``rank_mode="fixed"`` uses ``fixed_ranks`` (fractions of the head input's C, H, W dimensions);
+    ``"auto"`` makes them decisions of the search. With ``out``, the Pareto set is retrained (``final``) into
+    ``out/pareto/trial-NNNN/`` model directories next to the ``baselines``, and ``out/pareto.json`` and
+    ``out/report/`` are written; ``retrain=False`` only runs the worker part (other machines).
+    """
+    log = log or (lambda _m: None)
+    st = run_study(dataset, space=space, rank_mode=rank_mode, fixed_ranks=fixed_ranks, objectives=objectives,
+                   n_trials=n_trials, storage=storage, study=study, strategy=strategy,
+                   strategy_options=strategy_options, out=out, data_dir=data_dir, image_size=image_size,
+                   dataset_options=dataset_options, low_fidelity=low_fidelity, pruner=pruner, seed=seed,
+                   heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry,
+                   wait=wait, log=log)
+    url = storage_url_for(storage, out)
+    if out is not None and retrain:
+        return finalize(st, out, final=final, final_top=final_top, baselines=baselines, data_dir=data_dir,
+                        image_size=image_size, dataset_options=dataset_options, report=report, seed=seed or 0,
+                        storage_url=url, log=log)
+    front = pareto_trials(st)
+    hv, _ = study_hypervolume(st)
+    return SearchResult(study=st.study_name, storage=url, counts=_counts(st), hypervolume=hv,
+                        out=str(out) if out is not None else None,
+                        pareto=[{"trial": t.number, "summary": t.user_attrs["summary"], "arch": t.user_attrs["arch"],
+                                 "params": t.user_attrs["params"], "macs": t.user_attrs["macs"],
+                                 "low_fidelity": t.user_attrs["values"]} for t in front])
