@@ -252,10 +252,12 @@ def demo_cmd(dataset: str | None, data_dir: str | None, model: str, epochs: int,
 
 def _register_stage_commands() -> None:
     """Commands whose code lives with their stage (finetune/, explore/, search/)."""
+    from .explore.command import explore_cmd
     from .finetune.command import finetune_cmd
     from .search.command import search_cmd
 
     cli.add_command(finetune_cmd)
+    cli.add_command(explore_cmd)
     cli.add_command(search_cmd)
 
 

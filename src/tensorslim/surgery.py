@@ -333,6 +333,24 @@ def design_cost(ctx: LayerContext, method: str, rank: Any, options: dict[str, An
     return {"params": layer.params(), "macs": layer.macs(ctx.input_shape)}
 
 
+def convert(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> nn.Module:
+    """Factorize this one layer with ``method`` at ``rank``, initialised from its weights.
+
+    Every failure is a DecompositionError naming the layer (structural misfit, a rank that does not fit,
+    NaN/inf weights, an error of the decomposition itself).
+    """
+    m = _method_table()[method]
+    reason = m.accepts(ctx)
+    if reason:
+        raise DecompositionError(ctx.name, reason)
+    try:
+        return m.convert(ctx, rank, options or {})
+    except DecompositionError:
+        raise
+    except (ValueError, RuntimeError) as err:
+        raise DecompositionError(ctx.name, str(err).strip().splitlines()[0]) from None
+
+
 def not_faster(ctx: LayerContext, replacement: nn.Module) -> str | None:
     """REFERENCE.md's skip rule, on analytic costs: a replacement that saves no MACs is not worth it."""
     new = replacement.macs(ctx.input_shape)
@@ -396,20 +414,17 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
             if reason:
                 raise DecompositionError(ctx.name, reason)
             rank = choose_rank(ctx, rule, method)
-            layer = method.convert(ctx, rank, rule.options)
+            layer = convert(ctx, rule.method, rank, rule.options)
             skip_slower = rule.skip_slower if rule.skip_slower is not None else not rule.explicit
             slower = not_faster(ctx, layer) if skip_slower else None
             if slower:
                 raise DecompositionError(ctx.name, slower)
-        except DecompositionError as err:
+        except (DecompositionError, ValueError, RuntimeError) as err:
+            if not isinstance(err, DecompositionError):  # from rank selection
+                err = DecompositionError(ctx.name, str(err).strip().splitlines()[0])
             if rule.explicit:
-                raise
+                raise err from None
             skipped.append({"name": ctx.name, "reason": err.reason})
-            continue
-        except (ValueError, RuntimeError) as err:
-            if rule.explicit:
-                raise DecompositionError(ctx.name, str(err).splitlines()[0]) from None
-            skipped.append({"name": ctx.name, "reason": str(err).splitlines()[0]})
             continue
         new.set_submodule(ctx.name, layer)
         entry = {

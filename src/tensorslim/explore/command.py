@@ -1,0 +1,74 @@
+"""``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`.
+
+Register it in ``cli.py`` with ``from .explore.command import explore_cmd`` and ``cli.add_command(explore_cmd)``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import TensorSlimError
+
+
+def _csv(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise TensorSlimError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _low_fidelity(text: str) -> str | int:
+    if text == "zeroshot":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise TensorSlimError(f"--low-fidelity {text!r}: expected 'zeroshot' or a number of batches") from None
+    if value < 1:
+        raise TensorSlimError(f"--low-fidelity {text!r}: the number of batches must be >= 1")
+    return value
+
+
+@click.command("explore")
+@click.argument("path", type=click.Path())
+@click.option("--data", "dataset", required=True, help="dataset name (fashion-mnist, digits, synthetic...)")
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--methods", default="svd,cp,tucker2,tt,tcl", show_default=True, help="comma-separated methods")
+@click.option("--objectives", default="macs,memory,accuracy", show_default=True,
+              help="comma-separated: macs, memory, params, latency (measured, ONNX Runtime), accuracy")
+@click.option("--max-evals", default=100, show_default=True, type=click.IntRange(1),
+              help="low-fidelity trials in the study (a rerun runs only the missing ones)")
+@click.option("--full-evals", default=20, show_default=True, type=click.IntRange(1),
+              help="at most this many full-fidelity (fine-tuned) evaluations")
+@click.option("--finetune-batches", default=200, show_default=True, type=click.IntRange(0))
+@click.option("--low-fidelity", default="zeroshot", show_default=True,
+              help="'zeroshot' (accuracy right after decomposition) or a number of fine-tune batches")
+@click.option("--val-samples", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--max-factors", default=3, show_default=True, type=click.IntRange(2, 6),
+              help="most cores of a TT shape")
+@click.option("--max-error", default=0.5, show_default=True, type=float,
+              help="pruning stage (c): largest reconstruction error kept")
+@click.option("--sampler", type=click.Choice(["nsga2", "tpe"]), default="nsga2", show_default=True)
+@click.option("--budget", default=None, help="e.g. macs<=0.25,params<=0.1,drop<=0.5: pick one Pareto point")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(), help="output directory")
+def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_evals, finetune_batches,
+                low_fidelity, val_samples, max_factors, max_error, sampler, budget, storage, seed, out) -> None:
+    """Explore methods × ranks × TT shapes of a model directory; save its Pareto set."""
+    from .core import explore
+
+    result = explore(path, dataset, out=out, methods=_csv(methods), objectives=_csv(objectives),
+                     max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
+                     max_factors=max_factors, max_error=max_error, low_fidelity=_low_fidelity(low_fidelity),
+                     val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches,
+                     data_dir=data_dir, log=lambda msg: click.echo(msg, err=True))
+    p = result.pareto
+    click.echo(f"{'id':<5} {'methods':<22} {'MACs':>11} {'memory':>11} {'params':>9} {'acc %':>7} {'val %':>7}")
+    for pt in p["points"]:
+        mark = " *" if pt["id"] == p["selected"] else ""
+        click.echo(f"{pt['id']:<5} {'+'.join(pt['methods']) or 'dense':<22} {pt['macs']:>11,} {pt['memory']:>11,} "
+                   f"{pt['params']:>9,} {pt['accuracy']:>7.2f} {pt['val_accuracy']:>7.2f}{mark}")
+    click.echo(f"wrote {result.out / 'pareto.json'}")

@@ -1,0 +1,503 @@
+"""Per-layer design points (method × rank × TT shape) with analytic costs, and pruning before any training.
+
+A **design point** replaces one Conv2d/Linear layer by one factorized layer: a method, its rank value and its
+options (CP form and algorithm, TT in/out shapes). Each point carries its analytic cost:
+
+* ``params``: parameters of the replacement (``params()`` of the layer, built on the meta device);
+* ``macs``: multiply-accumulates for one sample (``macs(input_shape)`` of the layer);
+* ``memory``: bytes = ``4 · params`` (float32 weights) ``+ output_bytes`` (the layer's float32 output
+  activation for one sample). This is exactly how :func:`tensorslim.cost.profile` counts a layer
+  (``weight_bytes + output_bytes``), so the memory of a whole model is ``profile.total.weight_bytes +
+  profile.total.output_bytes`` and a layer swap changes it by the difference of the two layers' memories.
+
+Pruning (:func:`prune`), each stage counted per layer:
+
+(a) ``not-cheaper``: points whose MACs or memory are not strictly below the original layer's;
+(b) ``dominated``: points dominated within their layer on (params, MACs, memory, reconstruction error);
+    the relative Frobenius error of the weight is measured by actually decomposing the layer, for the
+    survivors of (a) only, and cached (JSON, keyed by the layer's weights and the point);
+(c) ``error-bound``: points whose reconstruction error exceeds ``max_error``.
+
+The whole-model design space is the product over layers of (1 + number of points): "keep dense" is a choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import _atomic
+from ..errors import DecompositionError, TensorSlimError
+from ..surgery import LayerContext, applicable_methods, design_cost
+
+FLOAT_BYTES = 4
+ALL_METHODS = ("svd", "cp", "tucker2", "tt", "tcl")
+SVD_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)
+CP_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 1.5)  # of max(in, out) channels
+TUCKER_PERCENTS = (10, 25, 50, 75, 100)  # of each channel mode
+TT_RANKS = (1, 2, 4, 8, 16)
+TCL_PERCENTS = (25, 50, 75, 100)  # of C, and of H and W together
+CP_VARIANTS = (("cp3", "power"), ("cp3", "als"), ("cp4", "power"), ("cp4", "als"))
+
+
+class ExploreError(TensorSlimError):
+    """The exploration cannot proceed as asked (empty design space, unmet budget, bad option)."""
+
+
+@dataclasses.dataclass
+class DesignPoint:
+    """One way to replace one layer; ``error`` is filled in by pruning stage (b)."""
+
+    layer: str
+    method: str
+    rank: Any  # int or list of ints, as in a plan rule
+    options: dict[str, Any]
+    params: int
+    macs: int
+    memory: int
+    error: float | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable id of the point within its layer, e.g. ``cp:8:algorithm=als,form=cp4``."""
+        rank = "x".join(map(str, self.rank)) if isinstance(self.rank, (list, tuple)) else str(self.rank)
+        opts = ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                        for k, v in sorted(self.options.items()))
+        return f"{self.method}:{rank}" + (f":{opts}" if opts else "")
+
+    @property
+    def label(self) -> str:
+        """The method as a reader names it: ``cp3-als``, ``tt``, ``svd``..."""
+        if self.method == "cp":
+            return f"{self.options['form']}-{self.options['algorithm']}"
+        return self.method
+
+    def rule(self) -> dict[str, Any]:
+        """The plan rule that applies this point (explicit layer name: it must apply)."""
+        rule = {"layers": self.layer, "method": self.method, "rank": self.rank}
+        if self.options:
+            rule["options"] = dict(self.options)
+        return rule
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass
+class LayerSpace:
+    """The design points of one layer and what pruning did to them."""
+
+    ctx: LayerContext
+    points: list[DesignPoint]  # all enumerated points
+    survivors: list[DesignPoint] = dataclasses.field(default_factory=list)
+    removed: dict[str, int] = dataclasses.field(default_factory=dict)  # stage -> points removed
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def output_bytes(self) -> int:
+        return FLOAT_BYTES * math.prod(self.ctx.output_shape)
+
+    @property
+    def dense_memory(self) -> int:
+        return FLOAT_BYTES * self.ctx.dense_params + self.output_bytes
+
+    def dense_cost(self) -> dict[str, int]:
+        return {"params": self.ctx.dense_params, "macs": self.ctx.dense_macs, "memory": self.dense_memory}
+
+
+STAGES = ("not-cheaper", "dominated", "error-bound")
+STAGE_TEXT = {
+    "not-cheaper": "(a) MACs and memory below the original layer's",
+    "dominated": "(b) not dominated within the layer on params/MACs/memory/reconstruction error",
+    "error-bound": "(c) reconstruction error <= max_error",
+}
+
+
+# --- enumeration --------------------------------------------------------------------------------------------
+
+
+def _unique(values: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _channels(ctx: LayerContext) -> tuple[int, int]:
+    m = ctx.module
+    return (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels, m.out_channels)
+
+
+def _point(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any], out_bytes: int) -> DesignPoint | None:
+    try:
+        cost = design_cost(ctx, method, rank, options)
+    except (DecompositionError, ValueError, RuntimeError):
+        return None
+    return DesignPoint(ctx.name, method, rank, dict(options), cost["params"], cost["macs"],
+                       FLOAT_BYTES * cost["params"] + out_bytes)
+
+
+def _tt_points(ctx: LayerContext, max_factors: int, ranks: Sequence[int], out_bytes: int) -> list[DesignPoint]:
+    from ..layers import tt_design_points
+
+    n_in, n_out = _channels(ctx)
+    if n_in < 2 or n_out < 2:
+        return []
+    points: list[DesignPoint] = []
+    is_linear = isinstance(ctx.module, nn.Linear)
+    bias = ctx.module.bias is not None
+    for shape in tt_design_points(n_in, n_out, max_factors=max_factors):
+        seen = set()
+        opts = {"in_shape": list(shape.in_shape), "out_shape": list(shape.out_shape)}
+        for r in ranks:
+            if is_linear:  # analytic formulas of the design point: no module needed
+                resolved = shape.ranks(r)
+                if resolved in seen:
+                    continue
+                seen.add(resolved)
+                params = shape.params(r, bias=bias)
+                points.append(DesignPoint(ctx.name, "tt", r, opts, params, shape.macs(r),
+                                          FLOAT_BYTES * params + out_bytes))
+            else:
+                ranks_k = _tt_conv_ranks(ctx.module, shape.in_shape, shape.out_shape, r)
+                if ranks_k in seen:
+                    continue
+                seen.add(ranks_k)
+                params, macs = _tt_conv_cost(ctx, shape.in_shape, shape.out_shape, ranks_k)
+                points.append(DesignPoint(ctx.name, "tt", r, opts, params, macs, FLOAT_BYTES * params + out_bytes))
+    return points
+
+
+def _tt_conv_ranks(conv: nn.Conv2d, in_shape: Sequence[int], out_shape: Sequence[int], r: int) -> tuple[int, ...]:
+    """The ranks ``r_0 … r_d`` that ``TTConv2d`` resolves an int rank to (same rule, no module built)."""
+    from ..layers.tt import _resolve_ranks, tt_full_ranks
+
+    kh, kw = conv.kernel_size
+    full = tt_full_ranks([kh * kw] + [t * c for t, c in zip(out_shape, in_shape)])[1:]
+    return tuple(_resolve_ranks("TTConv2d", r, full, fixed_left=False))
+
+
+def _tt_conv_cost(ctx: LayerContext, in_shape: Sequence[int], out_shape: Sequence[int],
+                  ranks: Sequence[int]) -> tuple[int, int]:
+    """``TTConv2d.params()`` and ``.macs()`` from their formulas (building the layer on the meta device is slow)."""
+    from ..layers._ttplan import TTContraction
+
+    conv = ctx.module
+    kh, kw = conv.kernel_size
+    ho, wo = ctx.output_shape[-2:]
+    cores = sum(ranks[k] * out_shape[k] * in_shape[k] * ranks[k + 1] for k in range(len(in_shape)))
+    params = ranks[0] * kh * kw + cores + (conv.out_channels if conv.bias is not None else 0)
+    plan = TTContraction(in_shape, out_shape, ranks, left_in_input=True)
+    macs = ho * wo * (conv.in_channels * ranks[0] * kh * kw + plan.macs_per_row)
+    return params, macs
+
+
+def layer_points(ctx: LayerContext, methods: Sequence[str] = ALL_METHODS, *, max_factors: int = 3,
+                 tt_ranks: Sequence[int] = TT_RANKS) -> list[DesignPoint]:
+    """Every design point of ``methods`` that applies to this layer, with its analytic costs."""
+    out_bytes = FLOAT_BYTES * math.prod(ctx.output_shape)
+    usable = [m for m in applicable_methods(ctx) if m in methods]
+    n_in, n_out = _channels(ctx)
+    points: list[DesignPoint] = []
+    for method in usable:
+        if method == "svd":
+            full = min(n_in, n_out)
+            for r in _unique([max(1, round(f * full)) for f in SVD_FRACTIONS]):
+                points.append(_point(ctx, "svd", r, {}, out_bytes))
+        elif method == "cp":
+            kk = ctx.module.kernel_size[0] * ctx.module.kernel_size[1]
+            bound = min(n_in * n_out, n_in * kk, n_out * kk)
+            ranks = _unique([min(bound, max(1, round(f * max(n_in, n_out)))) for f in CP_FRACTIONS])
+            for form, algorithm in CP_VARIANTS:
+                for r in ranks:
+                    points.append(_point(ctx, "cp", r, {"algorithm": algorithm, "form": form}, out_bytes))
+        elif method == "tucker2":
+            kk = ctx.module.kernel_size[0] * ctx.module.kernel_size[1]
+            r_ins = _unique([max(1, min(n_in, n_out * kk, round(n_in * p / 100))) for p in TUCKER_PERCENTS])
+            r_outs = _unique([max(1, min(n_out, n_in * kk, round(n_out * p / 100))) for p in TUCKER_PERCENTS])
+            seen = set()
+            for ri in r_ins:
+                for ro in r_outs:
+                    p = _point(ctx, "tucker2", [ri, ro], {}, out_bytes)
+                    # Tucker-1 (few input channels) ignores r_in: keep one point per structure
+                    if p is not None and (p.params, p.macs) not in seen:
+                        seen.add((p.params, p.macs))
+                        points.append(p)
+        elif method == "tt":
+            points.extend(_tt_points(ctx, max_factors, tt_ranks, out_bytes))
+        elif method == "tcl":
+            c, h, w = ctx.flatten_from
+            for pc in TCL_PERCENTS:
+                for ps in TCL_PERCENTS:
+                    rank = [max(1, round(c * pc / 100)), max(1, round(h * ps / 100)), max(1, round(w * ps / 100))]
+                    points.append(_point(ctx, "tcl", rank, {}, out_bytes))
+    unique: dict[str, DesignPoint] = {}
+    for p in points:
+        if p is not None:
+            unique.setdefault(p.key, p)
+    return list(unique.values())
+
+
+def enumerate_space(candidates: Sequence[LayerContext], methods: Sequence[str] = ALL_METHODS, *,
+                    max_factors: int = 3, tt_ranks: Sequence[int] = TT_RANKS) -> list[LayerSpace]:
+    """The design points of every candidate layer (layers without any point are left out)."""
+    bad = [m for m in methods if m not in ALL_METHODS]
+    if bad:
+        raise ExploreError(f"unknown method {bad[0]!r}; choose from {', '.join(ALL_METHODS)}")
+    if not methods:
+        raise ExploreError("no methods given")
+    spaces = []
+    for ctx in candidates:
+        pts = layer_points(ctx, methods, max_factors=max_factors, tt_ranks=tt_ranks)
+        if pts:
+            spaces.append(LayerSpace(ctx, pts))
+    return spaces
+
+
+# --- reconstruction error -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Small decompositions run faster on one thread than on contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def layer_signature(ctx: LayerContext) -> str:
+    """A hash of the layer's name, shapes and weights: a cache key that changes when the weights do."""
+    h = hashlib.sha1(f"{ctx.name}|{ctx.input_shape}|{ctx.output_shape}|{ctx.flatten_from}".encode())
+    for p in ctx.module.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def convert(ctx: LayerContext, point: DesignPoint) -> nn.Module:
+    """Decompose the layer at this design point (the factorized module, initialised from the weights)."""
+    from .. import surgery
+
+    return surgery.convert(ctx, point.method, point.rank, point.options)
+
+
+def tt_linear_error(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int], rank: int) -> float:
+    """Relative error of the TT-SVD that ``TTLinear.from_linear`` runs, without building the layer.
+
+    Same reshape / permutation (``decompose.tt_matrix``) and the same left-to-right truncated SVDs with the
+    ranks ``TTDesignPoint.ranks(rank)``. The cores it keeps are left-orthonormal, so the approximation is the
+    orthogonal projection of the tensor and ``err² = 1 − ||last core||² / ||W||²``: no reconstruction needed.
+    """
+
+    return tt_linear_errors(weight, in_shape, out_shape, [rank])[0]
+
+
+def tt_linear_errors(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int],
+                     ranks: Sequence[int]) -> list[float]:
+    """:func:`tt_linear_error` for several ranks of one shape, sharing the first SVD."""
+    from ..layers import TTDesignPoint
+
+    shape = TTDesignPoint(tuple(in_shape), tuple(out_shape))
+    d = len(out_shape)
+    w = weight.detach().to(torch.float64)
+    order = [i for k in range(d) for i in (k, d + k)]
+    modes = [m * n for m, n in zip(out_shape, in_shape)]
+    start = w.reshape(*out_shape, *in_shape).permute(order).reshape(modes[0], -1)
+    total = float((start * start).sum())
+    if total == 0.0:
+        return [0.0] * len(ranks)
+    _, s0, vh0 = torch.linalg.svd(start, full_matrices=False)
+    out = []
+    for rank in ranks:
+        rs = shape.ranks(rank)
+        rest = s0[:rs[1], None] * vh0[:rs[1]]
+        r_prev = rs[1]
+        for k in range(1, d - 1):
+            mat = rest.reshape(r_prev * modes[k], -1)
+            _, s, vh = torch.linalg.svd(mat, full_matrices=False)
+            r = rs[k + 1]
+            rest = s[:r, None] * vh[:r]
+            r_prev = r
+        kept = float((rest * rest).sum())
+        out.append(math.sqrt(max(0.0, 1.0 - kept / total)))
+    return out
+
+
+class ErrorCache:
+    """Reconstruction errors by ``layer signature | point key``, kept in a JSON file (written atomically)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self.values: dict[str, float] = {}
+        if self.path and self.path.is_file():
+            try:
+                self.values = {k: float(v) for k, v in json.loads(self.path.read_text()).items()}
+            except (ValueError, AttributeError, TypeError):
+                self.values = {}  # a damaged cache is only a cache
+        self.dirty = False
+        self.computed = 0
+
+    def fill_tt_linear(self, ctx: LayerContext, sig: str, points: Sequence[DesignPoint]) -> None:
+        """Compute the missing errors of TT points of a Linear layer shape by shape (one shared SVD each)."""
+        groups: dict[tuple, list[DesignPoint]] = {}
+        for p in points:
+            if p.method == "tt" and isinstance(ctx.module, nn.Linear) and f"{sig}|{p.key}" not in self.values:
+                groups.setdefault((tuple(p.options["in_shape"]), tuple(p.options["out_shape"])), []).append(p)
+        for (in_shape, out_shape), pts in groups.items():
+            errs = tt_linear_errors(ctx.module.weight, in_shape, out_shape, [p.rank for p in pts])
+            for p, e in zip(pts, errs):
+                self.values[f"{sig}|{p.key}"] = e
+            self.dirty = True
+            self.computed += len(pts)
+
+    def get(self, ctx: LayerContext, sig: str, point: DesignPoint) -> float:
+        key = f"{sig}|{point.key}"
+        if key not in self.values:
+            try:
+                if point.method == "tt" and isinstance(ctx.module, nn.Linear):
+                    err = tt_linear_error(ctx.module.weight, point.options["in_shape"], point.options["out_shape"],
+                                          point.rank)
+                else:
+                    layer = convert(ctx, point)
+                    err = float(layer.rel_error) if layer.rel_error is not None else float("inf")
+            except DecompositionError:
+                err = float("inf")
+            self.values[key] = err if math.isfinite(err) else float("inf")
+            self.dirty = True
+            self.computed += 1
+        return self.values[key]
+
+    def save(self) -> None:
+        if self.path and self.dirty:
+            finite = {k: (v if math.isfinite(v) else 1e300) for k, v in self.values.items()}
+            _atomic.write_text(self.path, json.dumps(finite, sort_keys=True))
+            self.dirty = False
+
+
+# --- pruning ------------------------------------------------------------------------------------------------
+
+
+def dominated_mask(values: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """``mask[i]`` is true when some row j is <= row i in every column and < in at least one (minimisation)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    mask = np.zeros(n, dtype=bool)
+    for start in range(0, n, chunk):
+        block = values[start:start + chunk]  # (b, k)
+        le = (values[None, :, :] <= block[:, None, :]).all(axis=2)  # (b, n): j <= i everywhere
+        lt = (values[None, :, :] < block[:, None, :]).any(axis=2)
+        mask[start:start + chunk] = (le & lt).any(axis=1)
+    return mask
+
+
+def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorCache | None = None,
+          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the three pruning stages on every layer (in place: ``survivors``, ``removed``, ``point.error``).
+
+    Returns the report: per layer and in total, the points after each stage, and the whole-model space size
+    (product of 1 + points over layers) before and after each stage.
+    """
+    cache = cache or ErrorCache()
+    for space in spaces:
+        ctx, dense = space.ctx, space.dense_cost()
+        # (a) strictly cheaper than the original layer in MACs and in memory
+        a = [p for p in space.points if p.macs < dense["macs"] and p.memory < dense["memory"]]
+        # (b) reconstruction errors for the survivors of (a), then dominance within the layer
+        sig = layer_signature(ctx)
+        with single_thread():
+            cache.fill_tt_linear(ctx, sig, a)
+            for p in a:
+                p.error = cache.get(ctx, sig, p)
+        if a:
+            table = np.array([[p.params, p.macs, p.memory, p.error] for p in a], dtype=float)
+            keep = ~dominated_mask(table)
+            # equal on every objective: keep the first of each group only (no information in duplicates)
+            b, seen = [], set()
+            for p, k in zip(a, keep):
+                sig_p = (p.params, p.macs, p.memory, p.error)
+                if k and sig_p not in seen:
+                    seen.add(sig_p)
+                    b.append(p)
+        else:
+            b = []
+        # (c) error bound
+        c = [p for p in b if p.error <= max_error]
+        space.survivors = c
+        space.removed = {"not-cheaper": len(space.points) - len(a), "dominated": len(a) - len(b),
+                         "error-bound": len(b) - len(c)}
+        if log:
+            log(f"{space.name}: {len(space.points)} points -> (a) {len(a)} -> (b) {len(b)} -> (c) {len(c)}")
+    cache.save()
+    return pruning_report(spaces, max_error)
+
+
+def pruning_report(spaces: Sequence[LayerSpace], max_error: float) -> dict[str, Any]:
+    layers = []
+    counts = {"all": [], "not-cheaper": [], "dominated": [], "error-bound": []}
+    for s in spaces:
+        n0 = len(s.points)
+        na = n0 - s.removed.get("not-cheaper", 0)
+        nb = na - s.removed.get("dominated", 0)
+        nc = nb - s.removed.get("error-bound", 0)
+        for key, n in zip(counts, (n0, na, nb, nc)):
+            counts[key].append(n)
+        by_method: dict[str, list[int]] = {}
+        for p in s.points:
+            by_method.setdefault(p.label, [0, 0])[0] += 1
+        for p in s.survivors:
+            by_method.setdefault(p.label, [0, 0])[1] += 1
+        layers.append({"layer": s.name, "dense": s.dense_cost(), "points": n0, "after_a": na, "after_b": nb,
+                       "after_c": nc, "by_method": {k: {"points": v[0], "survivors": v[1]}
+                                                    for k, v in by_method.items()}})
+
+    def size(ns: list[int]) -> int:
+        return math.prod(1 + n for n in ns)
+
+    sizes = {k: size(v) for k, v in counts.items()}
+    total = sizes["all"]
+    return {
+        "max_error": max_error,
+        "layers": layers,
+        "points": {k: sum(v) for k, v in counts.items()},
+        "space_size": {k: str(v) for k, v in sizes.items()},
+        "space_log10": {k: round(math.log10(v), 3) for k, v in sizes.items()},
+        "removed_share": {k: 1.0 - _ratio(v, total) for k, v in sizes.items()},
+        "points_removed_share": 1.0 - sum(counts["error-bound"]) / max(1, sum(counts["all"])),
+    }
+
+
+def _ratio(a: int, b: int) -> float:
+    """a / b for huge integers, as a float."""
+    if a == 0:
+        return 0.0
+    return math.exp(math.log(a) - math.log(b))
+
+
+def check_not_empty(spaces: Sequence[LayerSpace], report: dict[str, Any]) -> None:
+    """Raise naming the stage that removed the last design point, when nothing survived pruning."""
+    if any(s.survivors for s in spaces):
+        return
+    if not spaces or report["points"]["all"] == 0:
+        raise ExploreError("design space is empty: no layer of this model can take any of the chosen methods")
+    for stage, key in (("not-cheaper", "not-cheaper"), ("dominated", "dominated"), ("error-bound", "error-bound")):
+        if report["points"][key] == 0:
+            extra = f" (max_error={report['max_error']})" if stage == "error-bound" else ""
+            raise ExploreError(f"design space is empty after pruning: stage {STAGE_TEXT[stage]}{extra} "
+                               f"removed the last of {report['points']['all']} points")
+    raise ExploreError("design space is empty after pruning")  # pragma: no cover

@@ -1,0 +1,142 @@
+"""explore() end to end on a tiny model: Pareto set, saved model directories, resume, errors, CLI."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tensorslim import data, modeldir, surgery
+from tensorslim.cost import profile
+from tensorslim.errors import TensorSlimError
+from tensorslim.explore import ExploreError, StorageError, explore, pareto_indices
+from tensorslim.explore.command import explore_cmd
+from tensorslim.train import evaluate
+
+from .conftest import SYNTH
+
+FAST = dict(methods=["svd", "tucker2", "tt", "tcl"], max_evals=12, full_evals=3, finetune_batches=5,
+            val_samples=60, max_error=0.7, data_options=SYNTH, log=None)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explore") / "out"
+    return explore(tiny_dir, "synthetic", out=out, **FAST)
+
+
+def test_pareto_json_matches_reevaluation_of_saved_models(run):
+    pareto = json.loads((run.out / "pareto.json").read_text())
+    assert pareto["format"] == "tensorslim-explore" and pareto["points"]
+    test_set = data.load("synthetic", "test", **SYNTH)
+    val_set = data.load("synthetic", "val", **SYNTH)
+    for p in pareto["points"]:
+        model = modeldir.load(run.out / p["path"])
+        assert evaluate(model, test_set)["accuracy"] == p["accuracy"]
+        assert evaluate(model, val_set)["accuracy"] == p["val_accuracy"]
+        prof = profile(model, (1, 8, 8))
+        assert (prof.total.params, prof.total.macs) == (p["params"], p["macs"])
+        assert prof.total.weight_bytes + prof.total.output_bytes == p["memory"]
+        metrics = modeldir.read_metrics(run.out / p["path"])
+        assert metrics["accuracy"]["test"] == p["accuracy"]
+    # the saved set is non-dominated on (macs, memory, -val accuracy)
+    vals = [(p["macs"], p["memory"], -p["val_accuracy"]) for p in pareto["points"]]
+    assert pareto_indices(vals) == list(range(len(vals)))
+    assert (run.out / "plots" / "front.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run.out / "plots" / "methods.png").is_file()
+    assert pareto["search"]["full_evaluations"] <= 3
+
+
+def test_low_fidelity_values_match_an_independent_compress(run, tiny_dir):
+    """A trial's choices, applied through surgery.compress (the plan path), give the same costs."""
+    trials = json.loads((run.out / "trials.json").read_text())
+    space_json = json.loads((run.out / "space.json").read_text())
+    rules = {(layer["layer"], p["key"]): p for layer in space_json["layers"] for p in layer["survivors"]}
+    model = modeldir.load(tiny_dir)
+    for t in trials[:4]:
+        plan = [{"layers": n, "method": rules[(n, k)]["method"], "rank": rules[(n, k)]["rank"],
+                 **({"options": rules[(n, k)]["options"]} if rules[(n, k)]["options"] else {})}
+                for n, k in t["choices"].items() if k != "dense"]
+        compressed = surgery.compress(model, {"rules": plan}, (1, 8, 8)) if plan else model
+        prof = profile(compressed, (1, 8, 8))
+        assert (prof.total.params, prof.total.macs) == (t["params"], t["macs"])
+        assert prof.total.weight_bytes + prof.total.output_bytes == t["memory"]
+
+
+def test_rerun_resumes_the_study(run, tiny_dir):
+    msgs = []
+    again = explore(tiny_dir, "synthetic", out=run.out, **{**FAST, "log": msgs.append})
+    assert any("12 trials done, running 0 more" in m for m in msgs)
+    assert again.pareto["search"]["trials"] == 12
+    assert again.pareto["search"]["study"] == run.pareto["search"]["study"]
+
+
+def test_budget_picks_a_point_or_names_the_closest(run, tiny_dir):
+    pts = run.points
+    loose = explore(tiny_dir, "synthetic", out=run.out, budget="macs<=1.0,drop<=100", **FAST)
+    best = max(pts, key=lambda p: (p["accuracy"], -p["macs"]))
+    assert loose.selected["id"] == best["id"]
+    before = (run.out / "pareto.json").read_text()
+    with pytest.raises(ExploreError, match=r"no Pareto point meets the budget macs<=1e-06; closest is p\d\d"):
+        explore(tiny_dir, "synthetic", out=run.out, budget="macs<=0.000001", **FAST)
+    assert (run.out / "pareto.json").read_text() == before  # nothing rewritten
+
+
+def test_bad_storage_and_bad_input(tiny_dir, tmp_path):
+    with pytest.raises(StorageError, match="cannot open storage") as err:
+        explore(tiny_dir, "synthetic", out=tmp_path / "o", storage="sqlite:////nonexistent/dir/x.db", **FAST)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "o" / "pareto.json").exists()
+    with pytest.raises(ExploreError, match="stage \\(c\\)"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "o2", **{**FAST, "max_error": 1e-12})
+    with pytest.raises(ExploreError, match="budget term 'flops<=2'"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "o3", budget="flops<=2", **FAST)
+    with pytest.raises(ExploreError, match="unknown objective 'speed'"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "o4", objectives=["macs", "speed", "accuracy"], **FAST)
+
+
+def test_cli_command(tiny_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(explore_cmd, [str(tiny_dir), "--data", "synthetic", "--out", str(tmp_path / "o"),
+                                      "--storage", "nonsense://x"], standalone_mode=False)
+    assert isinstance(res.exception, TensorSlimError) and "cannot open storage" in str(res.exception)
+    res = runner.invoke(explore_cmd, [str(tiny_dir), "--data", "synthetic", "--out", str(tmp_path / "o"),
+                                      "--low-fidelity", "soon"], standalone_mode=False)
+    assert isinstance(res.exception, TensorSlimError) and "--low-fidelity 'soon'" in str(res.exception)
+    res = runner.invoke(explore_cmd, [str(tiny_dir), "--data", "synthetic", "--out", str(tmp_path / "o")],
+                        standalone_mode=False)  # synthetic's default 28×28 images do not fit the 8×8 model
+    assert isinstance(res.exception, ExploreError) and "takes 1,8,8 inputs" in str(res.exception)
+
+
+def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, tmp_path, monkeypatch):
+    """Latency bookkeeping with a deterministic stand-in for the ORT timer (no timing in assertions)."""
+    from tensorslim.explore import latency
+    from tensorslim.explore.latency import machine_key
+
+    calls = []
+
+    def fake_ms(module, input_shape, **kw):
+        calls.append(type(module).__name__)
+        return 1e-3 * sum(p.numel() for p in module.parameters())
+
+    monkeypatch.setattr(latency, "measure_ms", fake_ms)
+    fast = {**FAST, "methods": ["svd"], "max_evals": 4, "full_evals": 2, "finetune_batches": 2}
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", objectives=["macs", "latency", "accuracy"], **fast)
+    table = json.loads((tmp_path / "o" / "cache" / "latency.json").read_text())[machine_key(1)]
+    assert res.pareto["pruning"]["latency"]["measured_now"] == len(table) == len(calls) > 0
+    base = res.pareto["original"]["latency"]
+    assert base == pytest.approx(1e-3 * res.pareto["original"]["params"])
+    for t in json.loads((tmp_path / "o" / "trials.json").read_text()):
+        # fake latency is additive in params, so the summed estimate must equal it for the whole model
+        assert t["latency"] == pytest.approx(1e-3 * t["params"])
+    n = len(calls)
+    again = explore(tiny_dir, "synthetic", out=tmp_path / "o", objectives=["macs", "latency", "accuracy"], **fast)
+    assert again.pareto["pruning"]["latency"]["measured_now"] == 0 and len(calls) == n  # all from the cache
+
+
+def test_real_layer_latency_is_measured_with_onnx_runtime():
+    from torch import nn
+
+    from tensorslim.explore.latency import measure_ms
+
+    ms = measure_ms(nn.Linear(8, 4), (8,), repeats=3, warmup=1)
+    assert isinstance(ms, float) and ms > 0
