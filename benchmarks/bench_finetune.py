@@ -184,7 +184,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch and ORT threads")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--skip-latency", action="store_true")
-    ap.add_argument("--label", default="", help="suffix of the row name (--part headline)")
+    ap.add_argument("--label", default="", help="suffix of the row name and of the file (--part headline)")
+    ap.add_argument("--plan", type=Path, default=None, help="--part headline: a JSON plan instead of --budget")
+    ap.add_argument("--no-distill", action="store_true", help="--part headline: fine-tune without distillation")
     args = ap.parse_args()
     if args.part == "merge":
         return merge()
@@ -208,10 +210,15 @@ def main() -> int:
             payload["rows"].append(run(name, args.baseline, work, args, plan=plan, epochs=args.method_epochs,
                                        dense=dense))
             save_part("methods", payload)
-    elif args.part == "headline":  # the budget row alone, e.g. on another baseline (--label names it)
-        payload["rows"].append(run(f"mixed (budget {args.budget}){args.label}", args.baseline, work, args,
-                                   budget=args.budget, epochs=args.headline_epochs, distill=True, dense=dense))
-        save_part("headline", payload)
+    elif args.part == "headline":  # the budget row (or --plan) alone; --label names the row and the file
+        if args.plan is not None:
+            plan = json.loads(args.plan.read_text())
+            name, kw = f"plan {args.plan.stem}{args.label}", {"plan": plan}
+        else:
+            name, kw = f"mixed (budget {args.budget}){args.label}", {"budget": args.budget}
+        payload["rows"].append(run(name, args.baseline, work, args, epochs=args.headline_epochs,
+                                   distill=not args.no_distill, dense=dense, **kw))
+        save_part("headline" + re.sub(r"[^A-Za-z0-9_.-]+", "-", args.label).rstrip("-"), payload)
     else:
         payload["headline"] = []
         b = args.budget
