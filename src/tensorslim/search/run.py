@@ -409,6 +409,13 @@ def study_hypervolume(study: Any, reference: dict[str, float] | None = None) -> 
     return hypervolume(pts, [1.0] * len(objectives)), reference
 
 
+def _trial_entry(t: Any) -> dict[str, Any]:
+    """A Pareto trial as results list it: its architecture and low-fidelity measurements."""
+    a = t.user_attrs
+    return {"summary": a["summary"], "arch": a["arch"], "params": a["params"], "macs": a["macs"],
+            "low_fidelity": a["values"]}
+
+
 def _select(trials: list[Any], top: int | None) -> list[Any]:
     """At most ``top`` trials spread evenly over the params axis (smallest and largest kept)."""
     if top is None or len(trials) <= top:
@@ -515,9 +522,7 @@ def finalize(
                         extra_metrics={"search": {"study": study.study_name, "trial": t.number,
                                                   "low_fidelity": t.user_attrs["values"]}})
         dirs.append(dest)
-        entries.append({"trial": t.number, "dir": str(dest), "summary": arch_summary(arch), "arch": arch,
-                        "params": t.user_attrs["params"], "macs": t.user_attrs["macs"],
-                        "low_fidelity": t.user_attrs["values"], "test_accuracy": m["accuracy"]["test"],
+        entries.append({"trial": t.number, "dir": str(dest), **_trial_entry(t), "test_accuracy": m["accuracy"]["test"],
                         "val_accuracy": m["accuracy"].get("val")})
     base_entries = []
     shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
@@ -605,6 +610,4 @@ def search(
     hv, _ = study_hypervolume(st)
     return SearchResult(study=st.study_name, storage=url, counts=_counts(st), hypervolume=hv,
                         out=str(out) if out is not None else None,
-                        pareto=[{"trial": t.number, "summary": t.user_attrs["summary"], "arch": t.user_attrs["arch"],
-                                 "params": t.user_attrs["params"], "macs": t.user_attrs["macs"],
-                                 "low_fidelity": t.user_attrs["values"]} for t in front])
+                        pareto=[{"trial": t.number, **_trial_entry(t)} for t in front])
