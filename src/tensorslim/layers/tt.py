@@ -93,6 +93,43 @@ def _tt_init_std(fan_in: int, inner_ranks: Sequence[int], n_factors: int) -> flo
     return (1.0 / (fan_in * math.prod(inner_ranks))) ** (1.0 / (2 * n_factors))
 
 
+def _random_cores(ranks: Sequence[int], out_shape: Sequence[int], in_shape: Sequence[int],
+                  std: float) -> nn.ParameterList:
+    """Cores ``r_{k-1} × m_k × n_k × r_k`` drawn from N(0, std²)."""
+    return nn.ParameterList([
+        nn.Parameter(normal_(torch.empty(ranks[k], out_shape[k], in_shape[k], ranks[k + 1]), std))
+        for k in range(len(in_shape))])
+
+
+def _chained_ranks(label: str, first: int, cores: Sequence[torch.Tensor]) -> list[int]:
+    """Ranks ``r_0 … r_d`` of given cores (``r_0 = first``); :class:`DecompositionError` unless the bonds match."""
+    ranks = [first] + [c.shape[3] for c in cores]
+    if any(cores[k].shape[0] != ranks[k] for k in range(len(cores))):
+        raise DecompositionError(label, f"TT core ranks do not chain: {[tuple(c.shape) for c in cores]}")
+    return ranks
+
+
+def _copy_cores(layer: TTLinear | TTConv2d, cores: Sequence[torch.Tensor], bias: torch.Tensor | None) -> None:
+    """Copy given cores (and bias) into a freshly built TT layer."""
+    with torch.no_grad():
+        for p, c in zip(layer.cores, cores):
+            p.copy_(c)
+        if bias is not None:
+            layer.bias.copy_(bias.detach())  # type: ignore[union-attr]
+
+
+def _check_mode_shapes(label: str, in_shape: Any, out_shape: Any, in_size: int, out_size: int,
+                       unit: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``in_shape`` and ``out_shape`` checked to multiply to the layer's ``in_{unit}`` and ``out_{unit}``."""
+    in_shape = check_shape(label, in_shape, "in_shape")
+    out_shape = check_shape(label, out_shape, "out_shape", length=len(in_shape))
+    for side, shape, size in (("in", in_shape, in_size), ("out", out_shape, out_size)):
+        if math.prod(shape) != size:
+            raise DecompositionError(label, f"{side}_shape {list(shape)} multiplies to {math.prod(shape)}, "
+                                            f"not {side}_{unit}={size}")
+    return in_shape, out_shape
+
+
 class TTLinear(nn.Module):
     """A Linear layer whose weight is a TT-matrix (see the module doc for the index convention).
 
@@ -119,10 +156,7 @@ class TTLinear(nn.Module):
         full = tt_full_ranks([m * n for m, n in zip(self.out_shape, self.in_shape)])
         self.ranks = _resolve_ranks(label, ranks, full, fixed_left=True)
         std = _tt_init_std(self.in_features, self.ranks[1:-1], d)
-        self.cores = nn.ParameterList([
-            nn.Parameter(normal_(torch.empty(self.ranks[k], self.out_shape[k], self.in_shape[k], self.ranks[k + 1]),
-                                 std))
-            for k in range(d)])
+        self.cores = _random_cores(self.ranks, self.out_shape, self.in_shape, std)
         self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
         self.plan = TTContraction(self.in_shape, self.out_shape, self.ranks)
         #: Relative Frobenius error of the TT decomposition when built by :meth:`from_linear`, else ``None``.
@@ -136,17 +170,11 @@ class TTLinear(nn.Module):
         check_finite(label, bias, *cores, what="TT cores")
         if not cores or any(c.dim() != 4 for c in cores):
             raise DecompositionError(label, "TT-matrix cores must be a non-empty list of 4-way tensors")
-        ranks = [cores[0].shape[0]] + [c.shape[3] for c in cores]
-        if any(cores[k].shape[0] != ranks[k] for k in range(len(cores))):
-            raise DecompositionError(label, f"TT core ranks do not chain: {[tuple(c.shape) for c in cores]}")
+        ranks = _chained_ranks(label, cores[0].shape[0], cores)
         layer = cls([c.shape[2] for c in cores], [c.shape[1] for c in cores], ranks, bias=bias is not None,
                     name=label)
         layer.to(device=cores[0].device, dtype=cores[0].dtype)
-        with torch.no_grad():
-            for p, c in zip(layer.cores, cores):
-                p.copy_(c)
-            if bias is not None:
-                layer.bias.copy_(bias.detach())  # type: ignore[union-attr]
+        _copy_cores(layer, cores, bias)
         return layer
 
     @classmethod
@@ -162,14 +190,8 @@ class TTLinear(nn.Module):
         label = layer_label(name, linear)
         check_module(label, linear, nn.Linear)
         check_finite(label, linear.weight, linear.bias)
-        in_shape = check_shape(label, in_shape, "in_shape")
-        out_shape = check_shape(label, out_shape, "out_shape", length=len(in_shape))
-        if math.prod(in_shape) != linear.in_features:
-            raise DecompositionError(label, f"in_shape {list(in_shape)} multiplies to {math.prod(in_shape)}, "
-                                            f"not in_features={linear.in_features}")
-        if math.prod(out_shape) != linear.out_features:
-            raise DecompositionError(label, f"out_shape {list(out_shape)} multiplies to {math.prod(out_shape)}, "
-                                            f"not out_features={linear.out_features}")
+        in_shape, out_shape = _check_mode_shapes(label, in_shape, out_shape, linear.in_features,
+                                                 linear.out_features, "features")
         probe = cls(in_shape, out_shape, rank, bias=False, name=label)  # validates the ranks first
         result = run_decomposition(label, decompose_module().tt_matrix, as_float64(linear.weight), out_shape,
                                    in_shape, ranks=probe.ranks)
@@ -247,10 +269,7 @@ class TTConv2d(nn.Module):
         self.spatial = nn.Conv2d(1, self.ranks[0], g.kernel_size, stride=g.stride, padding=g.padding,
                                  dilation=g.dilation, bias=False)
         normal_(self.spatial.weight, std)
-        self.cores = nn.ParameterList([
-            nn.Parameter(normal_(torch.empty(self.ranks[k], self.out_shape[k], self.in_shape[k], self.ranks[k + 1]),
-                                 std))
-            for k in range(d)])
+        self.cores = _random_cores(self.ranks, self.out_shape, self.in_shape, std)
         self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
         self.plan = TTContraction(self.in_shape, self.out_shape, self.ranks, left_in_input=True)
         #: Relative Frobenius error of the TT decomposition when built by :meth:`from_conv`, else ``None``.
@@ -265,18 +284,13 @@ class TTConv2d(nn.Module):
         check_finite(label, spatial, bias, *cores, what="TT cores")
         if spatial.dim() != 3 or not cores or any(c.dim() != 4 for c in cores):
             raise DecompositionError(label, "TT conv needs a 3-way spatial core and 4-way channel cores")
-        ranks = [spatial.shape[0]] + [c.shape[3] for c in cores]
-        if any(cores[k].shape[0] != ranks[k] for k in range(len(cores))):
-            raise DecompositionError(label, f"TT core ranks do not chain: {[tuple(c.shape) for c in cores]}")
+        ranks = _chained_ranks(label, spatial.shape[0], cores)
         layer = cls([c.shape[2] for c in cores], [c.shape[1] for c in cores], tuple(spatial.shape[1:]), ranks,
                     stride=stride, padding=padding, dilation=dilation, bias=bias is not None, name=label)
         layer.to(device=spatial.device, dtype=spatial.dtype)
         with torch.no_grad():
             layer.spatial.weight.copy_(spatial.unsqueeze(1))
-            for p, c in zip(layer.cores, cores):
-                p.copy_(c)
-            if bias is not None:
-                layer.bias.copy_(bias.detach())  # type: ignore[union-attr]
+        _copy_cores(layer, cores, bias)
         return layer
 
     @classmethod
@@ -290,14 +304,8 @@ class TTConv2d(nn.Module):
         """
         label = layer_label(name, conv)
         check_conv2d(label, conv)
-        in_shape = check_shape(label, in_shape, "in_shape")
-        out_shape = check_shape(label, out_shape, "out_shape", length=len(in_shape))
-        if math.prod(in_shape) != conv.in_channels:
-            raise DecompositionError(label, f"in_shape {list(in_shape)} multiplies to {math.prod(in_shape)}, "
-                                            f"not in_channels={conv.in_channels}")
-        if math.prod(out_shape) != conv.out_channels:
-            raise DecompositionError(label, f"out_shape {list(out_shape)} multiplies to {math.prod(out_shape)}, "
-                                            f"not out_channels={conv.out_channels}")
+        in_shape, out_shape = _check_mode_shapes(label, in_shape, out_shape, conv.in_channels, conv.out_channels,
+                                                 "channels")
         probe = cls(in_shape, out_shape, conv.kernel_size, rank, stride=conv.stride, padding=conv.padding,
                     dilation=conv.dilation, bias=False, name=label)  # validates geometry and ranks first
         d = len(in_shape)
