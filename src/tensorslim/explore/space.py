@@ -153,6 +153,7 @@ def _point(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any], o
 
 def _tt_points(ctx: LayerContext, max_factors: int, ranks: Sequence[int], out_bytes: int) -> list[DesignPoint]:
     from ..layers import tt_design_points
+    from ..layers.tt import tt_conv_macs, tt_conv_params, tt_conv_ranks
 
     n_in, n_out = _channels(ctx)
     if n_in < 2 or n_out < 2:
@@ -172,38 +173,16 @@ def _tt_points(ctx: LayerContext, max_factors: int, ranks: Sequence[int], out_by
                 params = shape.params(r, bias=bias)
                 points.append(DesignPoint(ctx.name, "tt", r, opts, params, shape.macs(r),
                                           FLOAT_BYTES * params + out_bytes))
-            else:
-                ranks_k = _tt_conv_ranks(ctx.module, shape.in_shape, shape.out_shape, r)
+            else:  # the TTConv2d formulas: building the layer, even on the meta device, is slow
+                kernel = ctx.module.kernel_size
+                ranks_k = tt_conv_ranks(shape.in_shape, shape.out_shape, kernel, r)
                 if ranks_k in seen:
                     continue
                 seen.add(ranks_k)
-                params, macs = _tt_conv_cost(ctx, shape.in_shape, shape.out_shape, ranks_k)
+                params = tt_conv_params(shape.in_shape, shape.out_shape, kernel, ranks_k, bias=bias)
+                macs = tt_conv_macs(shape.in_shape, shape.out_shape, kernel, ranks_k, ctx.output_shape[-2:])
                 points.append(DesignPoint(ctx.name, "tt", r, opts, params, macs, FLOAT_BYTES * params + out_bytes))
     return points
-
-
-def _tt_conv_ranks(conv: nn.Conv2d, in_shape: Sequence[int], out_shape: Sequence[int], r: int) -> tuple[int, ...]:
-    """The ranks ``r_0 … r_d`` that ``TTConv2d`` resolves an int rank to (same rule, no module built)."""
-    from ..layers.tt import _resolve_ranks, tt_full_ranks
-
-    kh, kw = conv.kernel_size
-    full = tt_full_ranks([kh * kw] + [t * c for t, c in zip(out_shape, in_shape)])[1:]
-    return tuple(_resolve_ranks("TTConv2d", r, full, fixed_left=False))
-
-
-def _tt_conv_cost(ctx: LayerContext, in_shape: Sequence[int], out_shape: Sequence[int],
-                  ranks: Sequence[int]) -> tuple[int, int]:
-    """``TTConv2d.params()`` and ``.macs()`` from their formulas (building the layer on the meta device is slow)."""
-    from ..layers._ttplan import TTContraction
-
-    conv = ctx.module
-    kh, kw = conv.kernel_size
-    ho, wo = ctx.output_shape[-2:]
-    cores = sum(ranks[k] * out_shape[k] * in_shape[k] * ranks[k + 1] for k in range(len(in_shape)))
-    params = ranks[0] * kh * kw + cores + (conv.out_channels if conv.bias is not None else 0)
-    plan = TTContraction(in_shape, out_shape, ranks, left_in_input=True)
-    macs = ho * wo * (conv.in_channels * ranks[0] * kh * kw + plan.macs_per_row)
-    return params, macs
 
 
 def layer_points(ctx: LayerContext, methods: Sequence[str] = ALL_METHODS, *, max_factors: int = 3,

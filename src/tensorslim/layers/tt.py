@@ -51,6 +51,38 @@ def tt_full_ranks(mode_sizes: Sequence[int]) -> list[int]:
     return ranks + [1]
 
 
+def tt_core_params(ranks: Sequence[int], out_shape: Sequence[int], in_shape: Sequence[int]) -> int:
+    """``Σ r_{k-1} m_k n_k r_k``: the number of entries of TT cores ``r_{k-1} × m_k × n_k × r_k``."""
+    return sum(ranks[k] * out_shape[k] * in_shape[k] * ranks[k + 1] for k in range(len(in_shape)))
+
+
+def tt_conv_ranks(in_shape: Sequence[int], out_shape: Sequence[int], kernel_size: Sequence[int],
+                  ranks: int | Sequence[int], *, name: str = "TTConv2d") -> tuple[int, ...]:
+    """The ranks ``r_0 … r_d`` a :class:`TTConv2d` of these shapes resolves ``ranks`` to (no layer built)."""
+    kh, kw = kernel_size
+    modes = [kh * kw] + [t * c for t, c in zip(out_shape, in_shape)]
+    full = tt_full_ranks(modes)[1:]  # bonds after the spatial core: r_0 … r_d
+    return _resolve_ranks(name, ranks, full, fixed_left=False)
+
+
+def tt_conv_params(in_shape: Sequence[int], out_shape: Sequence[int], kernel_size: Sequence[int],
+                   ranks: Sequence[int], bias: bool = True) -> int:
+    """Parameters of a :class:`TTConv2d`: ``r_0·kh·kw + Σ r_{k-1} t_k c_k r_k``, plus ``out_channels`` for the bias."""
+    kh, kw = kernel_size
+    return ranks[0] * kh * kw + tt_core_params(ranks, out_shape, in_shape) + (math.prod(out_shape) if bias else 0)
+
+
+def tt_conv_macs(in_shape: Sequence[int], out_shape: Sequence[int], kernel_size: Sequence[int],
+                 ranks: Sequence[int], output_hw: Sequence[int], plan: TTContraction | None = None) -> int:
+    """MACs of a :class:`TTConv2d` for one sample: ``C·r_0·kh·kw`` for the spatial step plus the planned channel
+    contractions, at each of the ``Ho·Wo`` output pixels. ``plan``: the layer's own, when already built."""
+    kh, kw = kernel_size
+    ho, wo = output_hw
+    if plan is None:
+        plan = TTContraction(in_shape, out_shape, ranks, left_in_input=True)
+    return ho * wo * (math.prod(in_shape) * ranks[0] * kh * kw + plan.macs_per_row)
+
+
 def _resolve_ranks(label: str, ranks: Any, full: list[int], *, fixed_left: bool) -> tuple[int, ...]:
     """TT-ranks ``r_0 … r_d`` from an int (a maximum, capped per bond at the full rank) or a sequence.
 
@@ -209,8 +241,7 @@ class TTLinear(nn.Module):
 
     def params(self) -> int:
         """``Σ r_{k-1} m_k n_k r_k`` plus ``out_features`` for the bias."""
-        r, m, n = self.ranks, self.out_shape, self.in_shape
-        cores = sum(r[k] * m[k] * n[k] * r[k + 1] for k in range(len(n)))
+        cores = tt_core_params(self.ranks, self.out_shape, self.in_shape)
         return cores + (self.out_features if self.bias is not None else 0)
 
     def macs(self, input_shape: Sequence[int]) -> int:
@@ -262,9 +293,7 @@ class TTConv2d(nn.Module):
         self.geometry = g = ConvGeometry.make(label, kernel_size, stride, padding, dilation)
         kh, kw = g.kernel_size
         d = len(self.in_shape)
-        modes = [kh * kw] + [t * c for t, c in zip(self.out_shape, self.in_shape)]
-        full = tt_full_ranks(modes)[1:]  # bonds after the spatial core: r_0 … r_d
-        self.ranks = _resolve_ranks(label, ranks, full, fixed_left=False)
+        self.ranks = tt_conv_ranks(self.in_shape, self.out_shape, g.kernel_size, ranks, name=label)
         std = _tt_init_std(self.in_channels * kh * kw, self.ranks[:-1], d + 1)
         self.spatial = nn.Conv2d(1, self.ranks[0], g.kernel_size, stride=g.stride, padding=g.padding,
                                  dilation=g.dilation, bias=False)
@@ -336,17 +365,14 @@ class TTConv2d(nn.Module):
 
     def params(self) -> int:
         """``r_0·kh·kw + Σ r_{k-1} t_k c_k r_k`` plus ``out_channels`` for the bias."""
-        kh, kw = self.geometry.kernel_size
-        r, m, n = self.ranks, self.out_shape, self.in_shape
-        cores = sum(r[k] * m[k] * n[k] * r[k + 1] for k in range(len(n)))
-        return r[0] * kh * kw + cores + (self.out_channels if self.bias is not None else 0)
+        return tt_conv_params(self.in_shape, self.out_shape, self.geometry.kernel_size, self.ranks,
+                              bias=self.bias is not None)
 
     def macs(self, input_shape: Sequence[int]) -> int:
         """``C·r_0·kh·kw·Ho·Wo`` for the spatial step plus the planned channel contractions at every output pixel."""
         h, w = image_input(input_shape, self.in_channels, type(self).__name__)
-        ho, wo = self.geometry.output_hw(h, w)
-        kh, kw = self.geometry.kernel_size
-        return ho * wo * (self.in_channels * self.ranks[0] * kh * kw + self.plan.macs_per_row)
+        return tt_conv_macs(self.in_shape, self.out_shape, self.geometry.kernel_size, self.ranks,
+                            self.geometry.output_hw(h, w), plan=self.plan)
 
     def config(self) -> dict[str, Any]:
         return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._ttplan import TTContraction
-from .tt import _resolve_ranks, tt_full_ranks
+from .tt import _resolve_ranks, tt_core_params, tt_full_ranks
 
 
 def _divisors(n: int) -> list[int]:
@@ -81,8 +81,7 @@ class TTDesignPoint:
 
     def params(self, rank: int | Sequence[int], bias: bool = True) -> int:
         """Parameters of the TTLinear of this shape and rank."""
-        r = self.ranks(rank)
-        cores = sum(r[k] * self.out_shape[k] * self.in_shape[k] * r[k + 1] for k in range(self.d))
+        cores = tt_core_params(self.ranks(rank), self.out_shape, self.in_shape)
         return cores + (math.prod(self.out_shape) if bias else 0)
 
     def macs(self, rank: int | Sequence[int]) -> int:
