@@ -85,6 +85,17 @@ def _check_input_shape(label: str, input_shape: Any) -> tuple[int, int, int]:
     return check_shape(label, input_shape, "input_shape", length=3)  # type: ignore[return-value]
 
 
+def _check_flattening_linear(label: str, linear: Any, input_shape: Any) -> tuple[int, int, int]:
+    """Check a trained Linear fed by a flattened ``input_shape`` activation; return that shape ``(C, H, W)``."""
+    check_module(label, linear, nn.Linear)
+    check_finite(label, linear.weight, linear.bias)
+    chw = _check_input_shape(label, input_shape)
+    if math.prod(chw) != linear.in_features:
+        raise DecompositionError(label, f"input_shape {list(chw)} has {math.prod(chw)} elements, "
+                                        f"not in_features={linear.in_features}")
+    return chw
+
+
 class TCL(nn.Module):
     """Tensor contraction layer ``(B, C, H, W) → (B, R_C, R_H, R_W)``: ``X ×₁ V_C ×₂ V_H ×₃ V_W``.
 
@@ -229,12 +240,7 @@ class TRL(nn.Module):
         ``decompose.cp_als`` / ``cp_power`` (``algorithm``; ``options`` are passed on).
         """
         label = layer_label(name, linear)
-        check_module(label, linear, nn.Linear)
-        check_finite(label, linear.weight, linear.bias)
-        chw = _check_input_shape(label, input_shape)
-        if math.prod(chw) != linear.in_features:
-            raise DecompositionError(label, f"input_shape {list(chw)} has {math.prod(chw)} elements, "
-                                            f"not in_features={linear.in_features}")
+        chw = _check_flattening_linear(label, linear, input_shape)
         if algorithm not in ALGORITHMS:
             raise DecompositionError(label, f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
         layer = cls(chw, linear.out_features, rank, kind=kind, bias=linear.bias is not None, name=label)
@@ -352,12 +358,7 @@ class TCLHead(nn.Module):
         starts as (almost) the identity, so it perturbs this only by its ``eps``.
         """
         label = layer_label(name, linear)
-        check_module(label, linear, nn.Linear)
-        check_finite(label, linear.weight, linear.bias)
-        chw = _check_input_shape(label, input_shape)
-        if math.prod(chw) != linear.in_features:
-            raise DecompositionError(label, f"input_shape {list(chw)} has {math.prod(chw)} elements, "
-                                            f"not in_features={linear.in_features}")
+        chw = _check_flattening_linear(label, linear, input_shape)
         layer = cls(chw, linear.out_features, rank, bias=linear.bias is not None, bn=bn, name=label)
         w = as_float64(linear.weight).reshape(linear.out_features, *chw)
         result = run_decomposition(label, decompose_module().partial_tucker, w, (1, 2, 3), tuple(layer.rank))
