@@ -131,12 +131,16 @@ def merge() -> int:
         f = RESULTS / f"finetune-{p}.json"
         if f.is_file():
             parts[p] = json.loads(f.read_text())
-    extra = []  # every finetune-headline*.json (runs of --part headline, renamed to keep them)
+    extra = []  # every finetune-headline*.json (runs of --part headline, one file per --label)
+    baselines = {}  # baseline directory name -> its row (the headline runs may use other baselines)
     for f in sorted(RESULTS.glob("finetune-headline*.json")):
         got = json.loads(f.read_text())
         threads = got["meta"].get("torch_threads", 1)
+        base_name = Path(got["meta"]["baseline"]).name
+        baselines.setdefault(base_name, got["meta"]["baseline_row"])
         for r in got["rows"]:
             r["ort_threads"] = threads
+            r["baseline"] = base_name
             extra.append(r)
     if not parts:
         print("no part results yet", file=sys.stderr)
@@ -146,7 +150,14 @@ def merge() -> int:
                    + extra)
     sched_rows = parts.get("schedules", {}).get("rows", [])
     baseline = meta.get("baseline_row")
-    t1 = table(method_rows, "Table 1: methods (Fashion-MNIST test accuracy %, ORT batch 1, 1 thread)", baseline)
+    main_base = Path(meta["baseline"]).name
+    for r in method_rows + parts.get("schedules", {}).get("rows", []):
+        r.setdefault("baseline", main_base)
+    others = [(name, row) for name, row in baselines.items() if name != main_base]
+    t1 = table([r for r in method_rows if r["baseline"] == main_base],
+               f"Table 1: methods on {main_base} (Fashion-MNIST test accuracy %, ORT batch 1, 1 thread)", baseline)
+    for name, row in others:
+        t1 += "\n\n" + table([r for r in method_rows if r["baseline"] == name], f"Table 1b: on {name}", row)
     t2 = table(sched_rows, "Table 2: schedules at equal total epochs on the mixed plan", baseline)
     target = [r for r in method_rows + sched_rows if r["params_reduction"] >= 10 and r["macs_reduction"] >= 3
               and r["drop"] <= 0.5]

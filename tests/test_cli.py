@@ -85,3 +85,24 @@ def test_inspect_user_module_imagenet_vgg16(capsys):
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         vgg16().eval()(torch.zeros(1, 3, 224, 224))
     assert report["total"]["macs"] * 2 == counter.get_total_flops()
+
+
+def test_demo_end_to_end_on_digits(tmp_path, capsys):
+    """The default job on a small real dataset: every stage runs and its outputs agree with each other."""
+    out_dir = tmp_path / "demo"
+    code, out, err = run(["demo", "--data", "digits", "--model", "lenet5", "--epochs", "1", "--budget", "macs=0.5",
+                          "--finetune-epochs", "0.5", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    summary = json.loads((out_dir / "demo.json").read_text())
+    base, small = summary["rows"]
+    # the table's numbers are the model directories' own: accuracy from metrics.json, cost from the profile
+    for row, name in ((base, "lenet5-baseline"), (small, "lenet5-compressed")):
+        metrics = json.loads((out_dir / name / "metrics.json").read_text())
+        assert row["accuracy"] == metrics["accuracy"]["test"]
+    assert small["macs"] <= 0.5 * base["macs"]
+    assert small["params"] < base["params"]
+    assert set(base["latency_ms"]) == set(small["latency_ms"]) == {"1", "32"}  # JSON keys: the batch sizes
+    assert summary["bench"]["threads"] == 1
+    assert (out_dir / "onnx" / "baseline.onnx").is_file() and (out_dir / "onnx" / "compressed.onnx").is_file()
+    assert (out_dir / "report" / "index.html").is_file()
+    assert "lenet5-compressed" in out and "report:" in out
