@@ -18,8 +18,8 @@ combines them into ``benchmarks/results/finetune.json`` and prints both tables.
     nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --part schedules --baseline DIR &
     .venv/bin/python benchmarks/bench_finetune.py --part merge
 
-``--part headline`` runs the budget row alone (other ``--headline-epochs`` / ``--lr`` / ``--label``) into
-``finetune-headline.json``; merge picks up every ``finetune-headline*.json`` (rename one to keep it).
+``--part headline`` runs the budget row (or a ``--plan``) alone, with its own ``--headline-epochs`` / ``--lr`` /
+``--seed`` / ``--label``, into ``finetune-headline-<row name>.json``; merge picks up every ``finetune-headline*.json``.
 """
 
 from __future__ import annotations
@@ -73,11 +73,12 @@ def run(name: str, baseline: Path, work: Path, args, *, plan=None, budget=None, 
     log(f"=== {name}: schedule {schedule}, {epochs} epochs{', distill' if distill else ''}")
     res = finetune(baseline, "fashion-mnist", plan=plan, budget=budget, schedule=schedule, epochs=epochs,
                    distill=distill, order=order, out=work / re.sub(r"[^A-Za-z0-9_.-]+", "_", name), log=log,
-                   max_batches=args.max_batches, lr=args.lr,
+                   max_batches=args.max_batches, lr=args.lr, seed=args.seed,
                    sensitivity_methods=args.sens_methods.split(","), sensitivity_samples=args.sens_samples)
     r = res.record
     row = {
         "name": name, "schedule": schedule, "epochs": epochs, "distill": distill, "order": order, "lr": args.lr,
+        "seed": args.seed,
         "plan": r["plan"], "skipped": r.get("skipped", []),
         "params": r["compressed"]["params"], "macs": r["compressed"]["macs"],
         "params_reduction": r["compressed"]["params_reduction"], "macs_reduction": r["compressed"]["macs_reduction"],
@@ -192,10 +193,11 @@ def main() -> int:
     ap.add_argument("--sens-samples", type=int, default=1000)
     ap.add_argument("--max-batches", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default 0.01, SGD)")
+    ap.add_argument("--seed", type=int, default=0, help="fine-tuning seed (batch order, dropout)")
     ap.add_argument("--threads", type=int, default=1, help="torch and ORT threads")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--skip-latency", action="store_true")
-    ap.add_argument("--label", default="", help="suffix of the row name and of the file (--part headline)")
+    ap.add_argument("--label", default="", help="suffix of the row name (--part headline; the file is named after the row)")
     ap.add_argument("--plan", type=Path, default=None, help="--part headline: a JSON plan instead of --budget")
     ap.add_argument("--no-distill", action="store_true", help="--part headline: fine-tune without distillation")
     args = ap.parse_args()
@@ -229,7 +231,7 @@ def main() -> int:
             name, kw = f"mixed (budget {args.budget}){args.label}", {"budget": args.budget}
         payload["rows"].append(run(name, args.baseline, work, args, epochs=args.headline_epochs,
                                    distill=not args.no_distill, dense=dense, **kw))
-        save_part("headline" + re.sub(r"[^A-Za-z0-9_.-]+", "-", args.label).rstrip("-"), payload)
+        save_part("headline-" + re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-"), payload)
     else:
         payload["headline"] = []
         b = args.budget
