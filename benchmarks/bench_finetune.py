@@ -112,15 +112,15 @@ def fmt_latency(row: dict) -> str:
 
 
 def table(rows: list[dict], title: str, baseline: dict | None) -> str:
-    head = (f"{'row':<40} {'schedule':<22} {'ep':>4} {'params':>8} {'×':>6} {'MACs':>10} {'×':>6} "
+    head = (f"{'row':<44} {'schedule':<22} {'ep':>4} {'params':>8} {'×':>6} {'MACs':>10} {'×':>6} "
             f"{'before':>7} {'after':>7} {'drop':>6} {'ORT b1':>9} {'speedup':>7}")
     lines = [title, head, "-" * len(head)]
     if baseline:
-        lines.append(f"{'dense baseline':<40} {'-':<22} {'-':>4} {baseline['params']:>8,} {1:>6.2f} "
+        lines.append(f"{'dense baseline':<44} {'-':<22} {'-':>4} {baseline['params']:>8,} {1:>6.2f} "
                      f"{baseline['macs']:>10,} {1:>6.2f} {baseline['acc']:>7.2f} {baseline['acc']:>7.2f} "
                      f"{0:>6.2f} {baseline.get('ort_ms', float('nan')):>7.3f}ms {1:>6.2f}×")
     for r in rows:
-        lines.append(f"{r['name']:<40} {r['schedule'] + (' +KD' if r['distill'] else ''):<22} {r['epochs']:>4g} "
+        lines.append(f"{r['name']:<44} {r['schedule'] + (' +KD' if r['distill'] else ''):<22} {r['epochs']:>4g} "
                      f"{r['params']:>8,} {r['params_reduction']:>6.2f} {r['macs']:>10,} {r['macs_reduction']:>6.2f} "
                      f"{r['acc_before']:>7.2f} {r['acc_after']:>7.2f} {r['drop']:>6.2f} {fmt_latency(r)}")
     return "\n".join(lines)
@@ -197,7 +197,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch and ORT threads")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--skip-latency", action="store_true")
-    ap.add_argument("--label", default="", help="suffix of the row name (--part headline; the file is named after the row)")
+    ap.add_argument("--label", default="", help="suffix of the row name (--part headline; names the file too)")
     ap.add_argument("--plan", type=Path, default=None, help="--part headline: a JSON plan instead of --budget")
     ap.add_argument("--no-distill", action="store_true", help="--part headline: fine-tune without distillation")
     args = ap.parse_args()
