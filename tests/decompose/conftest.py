@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests._threads import _one_thread  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two cores are shared by several test runs: one torch thread keeps these tests fast and steady."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

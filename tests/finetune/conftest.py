@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests._threads import _one_thread  # noqa: F401 - autouse fixture
 
 DATA = {"num_samples": 1200, "num_test": 400, "noise": 0.8}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
