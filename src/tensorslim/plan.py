@@ -64,6 +64,7 @@ class Rule:
     options: dict[str, Any]
     exclude: tuple[str, ...] = ()
     skip_slower: bool | None = None  # None: on for wildcard rules, off for rules naming one layer
+    force: bool = False  # apply even where the factorized layer would be larger than the dense one
 
     @property
     def explicit(self) -> bool:
@@ -82,6 +83,8 @@ class Rule:
             out["exclude"] = list(self.exclude)
         if self.skip_slower is not None:
             out["skip_slower"] = self.skip_slower
+        if self.force:
+            out["force"] = True
         return out
 
 
@@ -111,7 +114,7 @@ def parse(plan: dict[str, Any] | Plan, source: str = "plan") -> Plan:
 def _parse_rule(raw: Any, where: str) -> Rule:
     if not isinstance(raw, dict):
         raise PlanError(f"{where}: expected an object")
-    allowed = {"layers", "method", "options", "exclude", "skip_slower", *RANK_KEYS}
+    allowed = {"layers", "method", "options", "exclude", "skip_slower", "force", *RANK_KEYS}
     unknown = set(raw) - allowed
     if unknown:
         raise PlanError(f"{where}: unknown key {sorted(unknown)[0]!r}")
@@ -138,7 +141,10 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     skip = raw.get("skip_slower")
     if skip is not None and not isinstance(skip, bool):
         raise PlanError(f"{where}: skip_slower must be true or false")
-    return Rule(layers, method, kind, value, dict(options), tuple(exclude), skip)
+    force = raw.get("force", False)
+    if not isinstance(force, bool):
+        raise PlanError(f"{where}: force must be true or false")
+    return Rule(layers, method, kind, value, dict(options), tuple(exclude), skip, force)
 
 
 def _check_rank_value(kind: str, value: Any, method: str, where: str) -> None:

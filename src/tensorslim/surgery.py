@@ -24,7 +24,7 @@ from torch import nn
 
 from . import plan as plan_mod
 from .errors import DecompositionError, ModelError, TensorSlimError
-from .modeldir import COMPRESSION_ATTR
+from .records import COMPRESSION_ATTR, INPUT_SHAPE_ATTR
 
 
 @dataclasses.dataclass
@@ -304,9 +304,11 @@ def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
 
     def vbmf_rank(matrix: torch.Tensor) -> int:
         r = ranks.evbmf(matrix)[0]
-        if weakened:  # MUSCO: an EVBMF rank of 0 leaves the layer's rank as it is
+        if r == 0:  # no signal above the noise: nothing to keep (MUSCO leaves such a layer as it is)
+            raise DecompositionError(ctx.name, "EVBMF finds no component above noise")
+        if weakened:
             return ranks.weakened_evbmf(min(matrix.shape), r, k=k, min_rank=opts.get("min_rank", 21))
-        return max(1, r)
+        return r
 
     if rule.method == "svd":
         return vbmf_rank(weight)
@@ -351,6 +353,23 @@ def convert(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] |
         raise DecompositionError(ctx.name, str(err).strip().splitlines()[0]) from None
 
 
+def not_smaller(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> str | None:
+    """Why a factorization at ``rank`` is not worth making: it would have more parameters or more MACs than the
+    dense layer (analytic, before any decomposition). None when it is smaller in both. Every rank rule, explicit
+    or automatic, passes this check unless its rule says ``"force": true``."""
+    try:
+        cost = design_cost(ctx, method, rank, options)
+    except (TensorSlimError, ValueError, RuntimeError):
+        return None  # a rank that does not fit: the conversion reports it, naming the layer
+    force = 'add "force": true to the rule to apply it anyway'
+    if cost["macs"] > ctx.dense_macs:
+        return (f"{method} rank {rank} would not get faster ({cost['macs']:,} MACs > dense {ctx.dense_macs:,}); "
+                f"{force}")
+    if cost["params"] > ctx.dense_params:
+        return f"{method} rank {rank} would be larger ({cost['params']:,} params > dense {ctx.dense_params:,}); {force}"
+    return None
+
+
 def not_faster(ctx: LayerContext, replacement: nn.Module) -> str | None:
     """REFERENCE.md's skip rule, on analytic costs: a replacement that saves no MACs is not worth it."""
     new = replacement.macs(ctx.input_shape)
@@ -392,8 +411,6 @@ def compress(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[in
 
 def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
                          *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionReport]:
-    from .modeldir import INPUT_SHAPE_ATTR
-
     plan = plan_mod.parse(plan)
     input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
     if not input_shape:
@@ -414,6 +431,10 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
             if reason:
                 raise DecompositionError(ctx.name, reason)
             rank = choose_rank(ctx, rule, method)
+            larger = None if rule.force else not_smaller(ctx, rule.method, rank, rule.options)
+            if larger:
+                skipped.append({"name": ctx.name, "reason": larger})
+                continue
             layer = convert(ctx, rule.method, rank, rule.options)
             skip_slower = rule.skip_slower if rule.skip_slower is not None else not rule.explicit
             slower = not_faster(ctx, layer) if skip_slower else None
@@ -451,16 +472,115 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
 
 
 def rebuild(model: nn.Module, compression: dict[str, Any], source: Any = "model.json") -> nn.Module:
-    """Recreate the compressed structure recorded in ``compression`` (random weights; load them next)."""
+    """Recreate the compressed structure recorded in ``compression`` (random weights; load them next).
+
+    Each record is checked against the slot it replaces before its layer is built for real: the layer type is
+    a tensorslim layer, the config holds exactly that layer's arguments, its sizes are the slot's (channels,
+    features, kernel, stride, padding, dilation, bias), its ranks are valid (the layer's own checks, run on
+    the meta device) and it has at most :data:`MAX_GROWTH` times the slot's parameters. So a record that does
+    not fit the model is a one-line error, not an allocation."""
     from .layers import LAYERS
 
     for entry in compression.get("layers", []):
+        name = entry.get("name")
+        where = f"{source}: compressed layer {name!r}"
+        cls = LAYERS.get(entry.get("type")) if isinstance(entry.get("type"), str) else None
+        if cls is None:
+            raise ModelError(f"{where}: unknown layer type {entry.get('type')!r} "
+                             f"(known: {', '.join(sorted(LAYERS))})")
+        config = entry.get("config")
+        if not isinstance(name, str) or not isinstance(config, dict):
+            raise ModelError(f"{where}: needs a 'name' string and a 'config' object")
         try:
-            cls = LAYERS[entry["type"]]
-            layer = cls(**entry["config"])
-            model.get_submodule(entry["name"])  # the slot must exist
-            model.set_submodule(entry["name"], layer)
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            raise ModelError(f"{source}: cannot rebuild compressed layer {entry.get('name')!r} ({err})") from None
+            slot = model.get_submodule(name)
+        except AttributeError:
+            raise ModelError(f"{where}: the model has no such layer") from None
+        _check_layer_config(cls, config, slot, where)
+        try:
+            with torch.device("meta"):
+                probe = cls(**config)
+            slot_params = sum(p.numel() for p in slot.parameters())
+            if probe.params() > MAX_GROWTH * slot_params + 1024:
+                raise ModelError(f"{where}: {probe.params():,} parameters for a layer of {slot_params:,}")
+            layer = cls(**config)
+        except TensorSlimError as err:
+            raise ModelError(f"{where}: {_reason(err)}") from None
+        except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+            raise ModelError(f"{where}: {_first_line(err)}") from None
+        model.set_submodule(name, layer)
     setattr(model, COMPRESSION_ATTR, compression)
     return model
+
+
+#: A recorded layer may have at most this many times the parameters of the layer it replaces ("force": true
+#: rules can grow a layer; nothing legitimate grows it this much).
+MAX_GROWTH = 16
+
+# config key -> how the slot (the dense layer being replaced) gives the same size
+_SLOT_SIZES: dict[str, Callable[[nn.Module], Any]] = {
+    "in_features": lambda m: m.in_features if isinstance(m, nn.Linear) else None,
+    "out_features": lambda m: m.out_features if isinstance(m, nn.Linear) else None,
+    "in_channels": lambda m: m.in_channels if isinstance(m, nn.Conv2d) else None,
+    "out_channels": lambda m: m.out_channels if isinstance(m, nn.Conv2d) else None,
+    "kernel_size": lambda m: list(m.kernel_size) if isinstance(m, nn.Conv2d) else None,
+    "stride": lambda m: list(m.stride) if isinstance(m, nn.Conv2d) else None,
+    "padding": lambda m: (m.padding if isinstance(m.padding, str) else list(m.padding))
+    if isinstance(m, nn.Conv2d) else None,
+    "dilation": lambda m: list(m.dilation) if isinstance(m, nn.Conv2d) else None,
+    "bias": lambda m: m.bias is not None if isinstance(m, (nn.Conv2d, nn.Linear)) else None,
+}
+
+
+def _check_layer_config(cls: type, config: dict[str, Any], slot: nn.Module, where: str) -> None:
+    """``config`` must be ``cls``'s arguments and describe a layer with the sizes of ``slot``."""
+    import inspect
+
+    if not isinstance(slot, (nn.Conv2d, nn.Linear)):
+        raise ModelError(f"{where}: replaces a {type(slot).__name__}, not a Conv2d or Linear")
+    params = inspect.signature(cls).parameters
+    allowed = {n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+    required = {n for n in allowed if params[n].default is params[n].empty}
+    unknown, missing = set(config) - allowed, required - set(config)
+    if unknown or missing:
+        what = f"unknown key {sorted(unknown)[0]!r}" if unknown else f"missing {sorted(missing)[0]!r}"
+        raise ModelError(f"{where}: config of {cls.__name__}: {what}")
+    for key, size in _SLOT_SIZES.items():
+        if key not in config:
+            continue
+        want = size(slot)
+        got = config[key]
+        if key in ("kernel_size", "stride", "dilation") and isinstance(got, int):
+            got = [got, got]
+        if key == "padding" and isinstance(got, int):
+            got = [got, got]
+        if want is None or got != want:
+            raise ModelError(f"{where}: {key}={got!r} does not fit the model's layer ({key}={want!r})")
+    n_in, n_out = ((slot.in_features, slot.out_features) if isinstance(slot, nn.Linear)
+                   else (slot.in_channels, slot.out_channels))
+    for key, want in (("in_shape", n_in), ("out_shape", n_out)):
+        if key in config and (not _int_list(config[key]) or math.prod(config[key]) != want):
+            raise ModelError(f"{where}: {key}={config[key]!r} does not multiply to the layer's {want}")
+    if "input_shape" in config:
+        if not isinstance(slot, nn.Linear) or not _int_list(config["input_shape"]) or \
+                math.prod(config["input_shape"]) != slot.in_features:
+            raise ModelError(f"{where}: input_shape={config['input_shape']!r} does not fit the layer's input")
+    for key in ("rank", "ranks"):
+        values = config.get(key)
+        values = values if isinstance(values, list) else [values]
+        if key in config and not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+                                     for v in values):
+            raise ModelError(f"{where}: {key}={config[key]!r} must be positive integers")
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and 0 < len(value) <= 16 and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**31 for v in value)
+
+
+def _reason(err: TensorSlimError) -> str:
+    return err.reason if isinstance(err, DecompositionError) else str(err)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -22,3 +22,12 @@ def tiny_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
     modeldir.save(model, out, dataset="synthetic")
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def trust_the_tiny_model():
+    """The tiny model is a factory in a test file: loading its directory needs trusted code (tensorslim.trust)."""
+    from tensorslim.trust import trusted_code
+
+    with trusted_code():
+        yield

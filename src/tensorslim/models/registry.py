@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import importlib.util
 import os
 import sys
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..records import INPUT_SHAPE_ATTR, SPEC_ATTR
 from .convnet import convnet
 from .lenet import lenet5
 from .mobilenet import mobilenetv2
@@ -72,7 +74,9 @@ def info(name: str) -> ModelInfo:
 
 def build(name: str, in_channels: int | None = None, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """Build a built-in model. ``in_channels=None`` means the model's own default (1 for the 28 px models,
-    3 for the CIFAR ones); extra ``kwargs`` (``input_size``, ``width_mult``, ...) go to its factory."""
+    3 for the CIFAR ones); extra ``kwargs`` (``input_size``, ``width_mult``, ...) go to its factory.
+
+    The model carries its build spec and default input shape, so ``tensorslim.save`` can write it as is."""
     return _build_builtin(name, {"in_channels": in_channels, "num_classes": num_classes, **kwargs})
 
 
@@ -80,7 +84,13 @@ def _build_builtin(name: str, kwargs: dict[str, Any]) -> nn.Module:
     entry = info(name)
     if kwargs.get("in_channels") is None:
         kwargs = {**kwargs, "in_channels": entry.input_shape[0]}
-    return _call(name, entry.factory, kwargs)
+    model = _call(name, entry.factory, kwargs)
+    setattr(model, SPEC_ATTR, {"builder": name, "kwargs": dict(kwargs)})
+    if not hasattr(model, INPUT_SHAPE_ATTR):
+        size = kwargs.get("input_size")
+        hw = ([size, size] if isinstance(size, int) else list(size)) if size is not None else entry.input_shape[1:]
+        setattr(model, INPUT_SHAPE_ATTR, (int(kwargs["in_channels"]), *(int(d) for d in hw)))
+    return model
 
 
 def resolve_factory(builder: str) -> Callable[..., nn.Module]:
@@ -122,8 +132,31 @@ def build_spec(spec: Mapping[str, Any]) -> nn.Module:
     return _call(builder, resolve_factory(builder), dict(kwargs))
 
 
+def check_kwargs(builder: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """Keyword arguments must be JSON values (scalars, lists, objects) that the factory's signature takes,
+    and every argument it requires must be given: checked before the factory is called."""
+    from ..records import check_json_value
+
+    check_json_value(dict(kwargs), f"builder {builder!r}: kwargs")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without an introspectable signature: let the call decide
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(kwargs) - named)
+    if unknown:
+        raise ModelError(f"builder {builder!r} takes no argument {unknown[0]!r} "
+                         f"(it takes: {', '.join(sorted(named)) or 'none'})")
+    required = [n for n in named if params[n].default is params[n].empty and n not in kwargs]
+    if required:
+        raise ModelError(f"builder {builder!r} needs argument {required[0]!r}")
+
+
 def _call(builder: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> nn.Module:
     """Call a factory; anything it raises, or a non-Module result, becomes a one-line ModelError."""
+    check_kwargs(builder, factory, kwargs)
     try:
         model = factory(**kwargs)
     except ModelError:
