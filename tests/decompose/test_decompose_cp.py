@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import math
 import statistics
 import warnings
 
@@ -11,6 +13,7 @@ import torch
 
 from tensorslim.decompose import CPResult, cp_als, cp_power, cp_to_tensor, max_cp_rank, truncated_svd
 from tensorslim.decompose import _tensorly as tly
+from tensorslim.decompose.cp import gevd_applies
 
 
 def planted_cp(shape, rank, gen, *, orthogonal=False, weights=None):
@@ -114,7 +117,7 @@ def test_power_close_to_tensorly_power_iteration(gen):
 
 def test_power_stop_rules_and_random_start(gen):
     x, _, _ = planted_cp((8, 6, 5), 3, gen, orthogonal=True)
-    for kwargs in ({"stop": "vectors"}, {"init": "random", "max_iter": 500}):
+    for kwargs in ({"stop": "vectors"}, {"init": "random", "n_iter_max": 500}):
         assert cp_power(x, 3, **kwargs).rel_error < 1e-6
 
 
@@ -178,10 +181,11 @@ def test_als_on_random_tensors_close_to_tensorly(gen):
 
 
 def test_als_without_linesearch_is_plain_als_like_tensorly(gen):
-    # Same SVD start (all dimensions >= rank), same updates in the same order (ours starts with the longest
-    # mode, TensorLy with mode 0: make them coincide): the same iterates as TensorLy's parafac.
-    x = torch.randn(10, 9, 8, generator=gen, dtype=torch.float64)
-    ours = cp_als(x, 5, linesearch=False)
+    # Same SVD start (all dimensions >= rank), same updates in the same order (ours runs the longest mode
+    # first and the second longest last, TensorLy mode 0, 1, 2: make them coincide): the same iterates as
+    # TensorLy's parafac.
+    x = torch.randn(10, 8, 9, generator=gen, dtype=torch.float64)
+    ours = cp_als(x, 5, init="svd", linesearch=False)
     ref = tly.parafac(x, 5)
     assert ours.rel_error == pytest.approx(ref.rel_error, rel=1e-6)
 
@@ -260,5 +264,104 @@ def test_on_a_matrix_both_reach_the_eckart_young_optimum(gen):
                                                                             dtype=torch.float64)
     a = a + 0.01 * torch.randn(20, 15, generator=gen, dtype=torch.float64)
     optimum = truncated_svd(a, 4).rel_error
-    assert cp_power(a, 4, tol=1e-14, max_iter=2000).rel_error == pytest.approx(optimum, rel=1e-6)
+    assert cp_power(a, 4, tol=1e-14, n_iter_max=2000).rel_error == pytest.approx(optimum, rel=1e-6)
     assert cp_als(a, 4, n_iter_max=2000, tol=1e-15).rel_error == pytest.approx(optimum, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Option names: one spelling across algorithms
+# ------------------------------------------------------------------------------------------------------------
+
+def _keyword_options(fn):
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_both_algorithms_share_option_names():
+    shared = {"init", "n_iter_max", "tol", "seed"}
+    assert _keyword_options(cp_power) == shared | {"stop"}
+    assert _keyword_options(cp_als) == shared | {"linesearch"}
+
+
+# A non-default value of every option, and the options it needs to have an effect.
+NON_DEFAULT = {
+    cp_power: {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
+               "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
+               "stop": ({"stop": "vectors"}, {})},
+    cp_als: {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
+             "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
+             "linesearch": ({"linesearch": False}, {})},
+}
+
+
+@pytest.mark.parametrize("fn", [cp_power, cp_als])
+def test_every_option_changes_the_result(fn, gen):
+    x = torch.randn(8, 7, 9, generator=gen, dtype=torch.float64)
+    assert set(NON_DEFAULT[fn]) == _keyword_options(fn)  # a new option needs a row here
+    for name, (value, base) in NON_DEFAULT[fn].items():
+        ref = fn(x, 4, **base)
+        res = fn(x, 4, **base, **value)
+        assert not torch.equal(res.to_tensor(), ref.to_tensor()), name
+
+
+@pytest.mark.parametrize("fn", [cp_power, cp_als])
+def test_deprecated_option_names_still_work(fn, gen):
+    x = torch.randn(6, 7, 5, generator=gen, dtype=torch.float64)
+    new = fn(x, 3, n_iter_max=2, init="random", seed=4)
+    with pytest.warns(DeprecationWarning, match="'max_iter' is deprecated, use 'n_iter_max'"):
+        old = fn(x, 3, max_iter=2, init="random", seed=4)
+    torch.testing.assert_close(old.to_tensor(), new.to_tensor(), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="'random_state'"):
+        old = fn(x, 3, n_iter_max=2, init="random", random_state=4)
+    torch.testing.assert_close(old.to_tensor(), new.to_tensor(), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_iters'"):
+        fn(x, 3, n_iters=2)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# GEVD start and the noise floor of planted problems
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,rank", [((12, 9, 10), 6), ((10, 9, 3, 3), 8), ((7, 15, 2), 7)])
+def test_gevd_start_is_exact_on_an_exact_cp_tensor(shape, rank, gen):
+    # Jennrich / GEVD is algebraic: on an exact rank-R tensor whose two longest modes are >= R, the start
+    # itself (no ALS sweep) reproduces the tensor, and one sweep keeps it.
+    x, _, factors = planted_cp(shape, rank, gen)
+    assert gevd_applies(shape, rank)
+    start = cp_als(x, rank, init="gevd", n_iter_max=0)
+    assert start.rel_error < 1e-8
+    assert bool((best_congruence(start.factors, factors) > 1 - 1e-8).all())
+
+
+def test_gevd_applies():
+    assert gevd_applies((64, 64, 9), 64) and gevd_applies((64, 128, 3, 3), 64)
+    assert not gevd_applies((64, 63, 9), 64)  # second longest mode shorter than the rank
+    assert not gevd_applies((20, 30), 5)  # a matrix
+    assert not gevd_applies((20, 30, 1), 5)  # a single slice: no pencil
+
+
+def test_auto_start_keeps_svd_where_the_tensor_is_far_from_rank_r(gen):
+    # On a Gaussian tensor GEVD does not fit much better than SVD after one sweep, so "auto" continues from
+    # the SVD start: exactly the iterates of init="svd".
+    x = torch.randn(12, 10, 9, generator=gen, dtype=torch.float64)
+    auto, svd = cp_als(x, 6), cp_als(x, 6, init="svd")
+    torch.testing.assert_close(auto.to_tensor(), svd.to_tensor(), rtol=0, atol=0)
+
+
+def test_als_reaches_the_noise_floor_of_a_planted_conv_kernel():
+    # A rank-24 kernel 48×40×9 (Gaussian factors) plus 2 % Gaussian noise. The planted factors fit the data
+    # with relative error ||N|| / ||X|| (the noise floor), and the best rank-24 fit is a little below it;
+    # a stalled ALS (a swamp, a local minimum) stays far above. The floor is independent of any CP code.
+    gen = torch.Generator().manual_seed(7)
+    shape, rank = (48, 40, 9), 24
+    factors = [torch.randn(n, rank, generator=gen, dtype=torch.float64) for n in shape]
+    clean = torch.einsum("ir,jr,kr->ijk", *factors)
+    clean = clean / clean.norm()
+    noise = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    noise = 0.02 * noise / noise.norm()
+    x = clean + noise
+    floor = float(noise.norm() / x.norm())
+    res = cp_als(x, rank)
+    assert res.rel_error <= 1.05 * floor
+    # the fitted model cannot beat the floor by more than the noise its parameters can absorb
+    dof = rank * (sum(shape) - len(shape) + 1)
+    assert res.rel_error >= floor * math.sqrt(1 - 2 * dof / x.numel())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -12,6 +13,7 @@ from torch import nn
 
 from tensorslim.errors import DecompositionError
 from tensorslim.layers import CPConv2d
+from tensorslim.layers.cp import check_cp_options, cp_option_names
 
 
 def _random_geometry(rng: random.Random) -> dict:
@@ -99,7 +101,7 @@ def test_power_method_recovers_orthogonal_planted_kernel(form, seed):
     conv = nn.Conv2d(s, t, 3, padding=1, bias=False).double()
     with torch.no_grad():
         conv.weight.copy_(_kernel(form, factors, weights, 3, 3))
-    layer = CPConv2d.from_conv(conv, rank, algorithm="power", form=form, tol=1e-12, max_iter=500)
+    layer = CPConv2d.from_conv(conv, rank, algorithm="power", form=form, tol=1e-12, n_iter_max=500)
     x = torch.randn(2, s, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(layer(x), conv(x)) < 1e-4
@@ -197,3 +199,75 @@ def test_decomposition_value_error_is_wrapped(monkeypatch):
     monkeypatch.setattr(dec, "cp_power", boom)
     with pytest.raises(DecompositionError, match="'c2': did not converge at all"):
         CPConv2d.from_conv(_conv(), 2, name="c2")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Options per algorithm
+# ------------------------------------------------------------------------------------------------------------
+
+def test_option_names_per_algorithm():
+    assert cp_option_names("power") == {"init", "n_iter_max", "tol", "seed", "stop"}
+    assert cp_option_names("als") == {"init", "n_iter_max", "tol", "seed", "linesearch"}
+    with pytest.raises(ValueError, match="algorithm"):
+        cp_option_names("sgd")
+
+
+# A non-default value of every option, and the options it needs to have an effect.
+NON_DEFAULT = {
+    "power": {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
+              "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
+              "stop": ({"stop": "vectors"}, {})},
+    "als": {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
+            "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
+            "linesearch": ({"linesearch": False}, {})},
+}
+
+
+def _factor_weights(layer: CPConv2d) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in layer.parameters()])
+
+
+@pytest.mark.parametrize("algorithm", ["power", "als"])
+def test_every_accepted_option_reaches_the_decomposition(algorithm, monkeypatch):
+    import tensorslim.decompose as dec
+
+    assert set(NON_DEFAULT[algorithm]) == cp_option_names(algorithm)  # a new option needs a row here
+    name = "cp_power" if algorithm == "power" else "cp_als"
+    real = getattr(dec, name)
+    seen: list[dict] = []
+
+    @functools.wraps(real)  # keeps the signature cp_option_names reads
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dec, name, spy)
+    torch.manual_seed(3)
+    conv = nn.Conv2d(7, 8, 3, padding=1).double()
+    for option, (value, base) in NON_DEFAULT[algorithm].items():
+        ref = CPConv2d.from_conv(conv, 4, algorithm=algorithm, **base)
+        layer = CPConv2d.from_conv(conv, 4, algorithm=algorithm, **base, **value)
+        assert seen[-1] == {**base, **value}
+        assert not torch.equal(_factor_weights(layer), _factor_weights(ref)), option
+
+
+@pytest.mark.parametrize("algorithm", ["power", "als"])
+def test_n_iter_max_works_with_both_algorithms(algorithm):
+    # issue 12: n_iter_max used to be ALS-only; the power method took max_iter and raised a TypeError.
+    torch.manual_seed(4)
+    conv = nn.Conv2d(6, 8, 3)
+    one = CPConv2d.from_conv(conv, 3, algorithm=algorithm, n_iter_max=1)
+    many = CPConv2d.from_conv(conv, 3, algorithm=algorithm, n_iter_max=200)
+    assert many.rel_error < one.rel_error
+
+
+@pytest.mark.parametrize("algorithm", ["power", "als"])
+def test_unknown_option_is_named(algorithm):
+    with pytest.raises(ValueError, match=r"unknown option 'n_iters' for CP algorithm .*accepted: init, .*n_iter_max"):
+        check_cp_options(algorithm, {"n_iters": 3, "tol": 1e-3})
+    other = "linesearch" if algorithm == "power" else "stop"
+    with pytest.raises(ValueError, match=f"'{other}'"):
+        check_cp_options(algorithm, {other: True})
+    check_cp_options(algorithm, {"n_iter_max": 3, "tol": 1e-3, "seed": 1, "init": "random"})
+    with pytest.raises(DecompositionError, match="'c'.*unknown option 'n_iters'"):
+        CPConv2d.from_conv(_conv(), 2, algorithm=algorithm, name="c", n_iters=3)

@@ -22,8 +22,10 @@ Algorithms (all arithmetic in float64, results in the input's dtype):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -120,6 +122,26 @@ def _kron_vectors(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+DEPRECATED_OPTIONS = {"max_iter": "n_iter_max", "random_state": "seed"}
+"""Old option names of :func:`cp_power` / :func:`cp_als` and the names that replace them."""
+
+
+def _renamed(fn_name: str, deprecated: dict[str, Any], **current: Any) -> tuple[Any, ...]:
+    """The values of ``current`` (in order) after applying deprecated spellings from ``deprecated``.
+
+    An old name warns (DeprecationWarning) and overrides the new one; any other extra keyword is a TypeError,
+    exactly as if the function had no ``**`` parameter.
+    """
+    for old, value in deprecated.items():
+        new = DEPRECATED_OPTIONS.get(old)
+        if new is None or new not in current:
+            raise TypeError(f"{fn_name}() got an unexpected keyword argument {old!r}")
+        warnings.warn(f"{fn_name}(): option {old!r} is deprecated, use {new!r}", DeprecationWarning,
+                      stacklevel=3)
+        current[new] = value
+    return tuple(current.values())
+
+
 def _check_cp_args(tensor: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.dtype, int]:
     work, dtype = prepare(tensor, "tensor", min_ndim=2)
     shape = tuple(work.shape)
@@ -145,13 +167,13 @@ def _finish(tensor: torch.Tensor, weights: torch.Tensor, factors: Sequence[torch
 # Tensor power method with deflation
 # ------------------------------------------------------------------------------------------------------------
 
-def cp_power(tensor: torch.Tensor, rank: int, *, tol: float = 1e-6, max_iter: int = 100,
-             seed: int = 0, init: str = "svd", stop: str = "fit") -> CPResult:
+def cp_power(tensor: torch.Tensor, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = 1e-6,
+             seed: int = 0, stop: str = "fit", **deprecated: Any) -> CPResult:
     """Rank-``rank`` CP decomposition by the tensor power method with deflation (Astrid & Lee 2017).
 
     For r = 1..R: start from unit vectors, then repeat alternating power updates (each factor vector ←
     the residual contracted with all the other vectors, normalised; Gauss–Seidel order) until the change
-    between two sweeps is below ``tol`` or ``max_iter`` sweeps have run; then
+    between two sweeps is below ``tol`` or ``n_iter_max`` sweeps have run (per component); then
     ``λ_r = ⟨residual, a_r ∘ b_r ∘ …⟩`` and the residual loses ``λ_r a_r ∘ b_r ∘ …``.
 
     The change (``stop``): ``"fit"`` (default) is the relative change of ``λ = ⟨residual, a ∘ b ∘ …⟩``, the
@@ -172,10 +194,14 @@ def cp_power(tensor: torch.Tensor, rank: int, *, tol: float = 1e-6, max_iter: in
 
     Works for any order N >= 2 (CP-3: T×S×k², CP-4: T×S×k×k). Weights come out non-negative, in the order the
     components were found (which is roughly decreasing).
+
+    Options have the same names as :func:`cp_als`'s (``init``, ``n_iter_max``, ``tol``, ``seed``); the old
+    ``max_iter`` (and TensorLy's ``random_state``) still work, with a DeprecationWarning.
     """
+    n_iter_max, seed = _renamed("cp_power", deprecated, n_iter_max=n_iter_max, seed=seed)
     work, dtype, rank = _check_cp_args(tensor, rank)
     tol = check_positive_float(tol, "tol", allow_zero=True)
-    max_iter = check_int(max_iter, "max_iter")
+    n_iter_max = check_int(n_iter_max, "n_iter_max")
     if init not in ("svd", "random"):
         raise ValueError(f"init must be 'svd' or 'random' for cp_power, got {init!r}")
     if stop not in ("fit", "vectors"):
@@ -208,7 +234,7 @@ def cp_power(tensor: torch.Tensor, rank: int, *, tol: float = 1e-6, max_iter: in
         u0 = torch.zeros(pshape[0], dtype=WORK_DTYPE, device=work.device)
         lam = 0.0
         small = None
-        for _ in range(max_iter):
+        for _ in range(n_iter_max):
             sweeps += 1
             prev_lam = lam
             y = mat @ _kron_vectors(vecs)
@@ -309,37 +335,67 @@ def _leading_eigenvector(gram: torch.Tensor, iters: int = 30, tol: float = 1e-10
 # Alternating least squares
 # ------------------------------------------------------------------------------------------------------------
 
-def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "svd", n_iter_max: int = 100, tol: float = 1e-8,
-           seed: int = 0, linesearch: bool = True) -> CPResult:
+ALS_INITS = ("auto", "gevd", "svd", "random", "power")
+"""Start values :func:`cp_als` accepts for ``init``."""
+
+
+def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: int = 100, tol: float = 1e-8,
+           seed: int = 0, linesearch: bool = True, **deprecated: Any) -> CPResult:
     """Rank-``rank`` CP decomposition by alternating least squares.
 
-    ``init``: ``"svd"`` — factor n starts as the leading left singular vectors of the mode-n unfolding (padded
-    with Gaussian columns drawn from ``seed`` when ``I_n < rank``); ``"random"`` — Gaussian factors from
-    ``seed``; ``"power"`` — the result of :func:`cp_power`.
+    ``init``:
 
-    One sweep updates the modes in turn, the longest mode first. The MTTKRP of the longest mode contracts the
-    tensor with the other factors one mode at a time (largest first), and the tensor contracted with the new
-    longest-mode factor is then shared by the MTTKRPs of all the other modes, so a sweep costs about
-    ``2·prod(shape)·R`` multiply-adds and never forms a Khatri–Rao product. After each update the columns are
-    normalised into ``weights``. The error is tracked from Gram matrices and the last MTTKRP (no
-    reconstruction). With ``linesearch`` (default) the change made by each sweep is extrapolated
-    (Bro 1998: step ``it^(1/p)``, p raised after repeated failures) and the extrapolated point is kept only
-    if its error is lower. Stops when the relative error changes by less than ``tol`` between sweeps or after
-    ``n_iter_max`` sweeps; the reported ``rel_error`` is recomputed exactly from the final factors.
+    * ``"auto"`` (default): ``"gevd"`` where it applies (order >= 3 and the two longest modes at least
+      ``rank`` long), else ``"svd"``.
+    * ``"gevd"``: an algebraic start (Sanchez & Kowalski's generalised rank annihilation / Jennrich's
+      algorithm, as in Tensorlab's ``cpd_gevd``): the tensor is compressed to ``rank`` along its two longest
+      modes (leading singular vectors), two mixtures ``S₁ = A D₁ Bᵀ``, ``S₂ = A D₂ Bᵀ`` of the compressed
+      slices along the remaining modes are formed, and the eigenvectors of ``S₂ S₁⁻¹ = A (D₂ D₁⁻¹) A⁻¹``
+      give the longest mode's factor (complex pairs contribute their real and imaginary parts). Each row of
+      ``A⁻¹ X_(0)`` is then a rank-1 matrix in the other modes, whose leading singular pair gives their
+      factors. Exact for an exact CP tensor of that rank; with noise it lands next to the planted solution,
+      where plain ALS from an SVD start often stalls in a swamp. Falls back to ``"svd"`` where it does
+      not apply or the pencil is singular.
+    * ``"svd"``: factor n starts as the leading left singular vectors of the mode-n unfolding (padded with
+      Gaussian columns drawn from ``seed`` when ``I_n < rank``) — TensorLy's default start.
+    * ``"random"``: Gaussian factors from ``seed``.  ``"power"``: the result of :func:`cp_power`.
+
+    One sweep updates the modes in turn, the longest mode first. The tensor is kept with its longest mode
+    first and its second longest last, so the longest mode's MTTKRP is one GEMM with the last factor
+    followed by a Hadamard-and-sum over the (short) middle modes, and ``X ×₀ A`` (another GEMM) is then
+    shared by the MTTKRPs of all the other modes: a sweep costs about ``2·prod(shape)·R`` multiply-adds and
+    never forms a Khatri–Rao product of more than the short modes. Each update solves with the Hadamard
+    product of the other Gram matrices by Cholesky (pseudo-inverse when singular) and normalises the columns
+    into ``weights``. The error is tracked from Gram matrices and the last MTTKRP (no reconstruction).
+    With ``linesearch`` (default) the change made by each sweep is extrapolated (Bro 1998: step
+    ``it^(1/p)``, p raised after repeated failures) and the extrapolated point is kept only if its error is
+    lower; an accepted point's MTTKRP is reused by the next sweep. Stops when the relative error changes by
+    less than ``tol`` between sweeps or after ``n_iter_max`` sweeps; the reported ``rel_error`` is
+    recomputed exactly from the final factors.
+
+    TensorLy's ``random_state`` and cp_power's old ``max_iter`` are accepted for ``seed`` / ``n_iter_max``,
+    with a DeprecationWarning.
     """
+    n_iter_max, seed = _renamed("cp_als", deprecated, n_iter_max=n_iter_max, seed=seed)
     work, dtype, rank = _check_cp_args(tensor, rank)
-    if init not in ("svd", "random", "power"):
-        raise ValueError(f"init must be 'svd', 'random' or 'power', got {init!r}")
+    if init not in ALS_INITS:
+        raise ValueError(f"init must be one of {list(ALS_INITS)}, got {init!r}")
     n_iter_max = check_int(n_iter_max, "n_iter_max", low=0)
     tol = check_positive_float(tol, "tol", allow_zero=True)
+    if not isinstance(linesearch, bool):
+        raise ValueError(f"linesearch must be True or False, got {linesearch!r}")
 
     shape = tuple(work.shape)
     ndim = len(shape)
-    lead = max(range(ndim), key=lambda n: shape[n])
-    perm = [lead] + [n for n in range(ndim) if n != lead]
+    perm = _als_layout(shape)
     x = work.permute(perm).contiguous()
     norm_sq = float((x * x).sum())
 
+    if init == "auto":
+        init = "gevd" if n_iter_max > 0 and gevd_applies(shape, rank) else "svd"
+        trial = init == "gevd"
+    else:
+        trial = False
     weights, factors = _als_init(x, work, rank, init, seed, perm)
     if norm_sq == 0.0:
         return _finish(work, torch.zeros(rank, dtype=WORK_DTYPE, device=work.device),
@@ -351,23 +407,20 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "svd", n_iter_max: in
     lead_mttkrp: torch.Tensor | None = None  # MTTKRP of mode 0 for the current factors, when known
     acc_pow, acc_fail = 3.0, 0
     n_done = 0
-    for it in range(n_iter_max):
+    first = 0
+    if trial:
+        # "auto": one sweep from the GEVD start and one from the SVD start; the GEVD start is kept only when
+        # it fits far better (the tensor is then close to rank R and GEVD has found its components).
+        weights, factors, grams, err = _sweep(x, weights, factors, grams, norm_sq)
+        svd_w, svd_f = _als_init(x, work, rank, "svd", seed, perm)
+        svd_w, svd_f, svd_g, svd_err = _sweep(x, svd_w, svd_f, [f.transpose(0, 1) @ f for f in svd_f], norm_sq)
+        if not err < AUTO_GEVD_MARGIN * svd_err:
+            weights, factors, grams, err = svd_w, svd_f, svd_g, svd_err
+        n_done, first, prev_err = 1, 1, err  # the trial counts as the first sweep
+    for it in range(first, n_iter_max):
         n_done = it + 1
         old_weights, old_factors = weights, list(factors)  # updates replace tensors, never mutate them
-        # --- the longest mode (mode 0 of the permuted tensor)
-        m0 = lead_mttkrp if lead_mttkrp is not None else _mttkrp_lead(x, factors)
-        weights, factors[0] = _solve_update(m0, grams, 0)
-        grams[0] = factors[0].transpose(0, 1) @ factors[0]
-        # --- the other modes, sharing x ×_0 factors[0]
-        shared = _contract_lead(x, factors[0])  # shape pshape[1:] + (R,)
-        mttkrp = m0
-        for n in range(1, ndim):
-            mttkrp = _mttkrp_shared(shared, factors, n)
-            weights, factors[n] = _solve_update(mttkrp, grams, n)
-            grams[n] = factors[n].transpose(0, 1) @ factors[n]
-        # error from the last MTTKRP (mode ndim-1) and the Gram matrices
-        inner = float((mttkrp * factors[ndim - 1]).sum(0) @ weights)
-        err = _err_from_parts(norm_sq, inner, weights, grams)
+        weights, factors, grams, err = _sweep(x, weights, factors, grams, norm_sq, lead_mttkrp)
         lead_mttkrp = None
 
         if linesearch and it >= 2:
@@ -376,7 +429,7 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "svd", n_iter_max: in
             cand_f = [o + jump * (f - o) for o, f in zip(old_factors, factors)]
             cand_w, cand_f = _normalise(cand_w, cand_f)
             cand_grams = [f.transpose(0, 1) @ f for f in cand_f]
-            cand_m0 = _mttkrp_lead(x, cand_f)
+            cand_m0 = _mttkrp_first(x, cand_f)
             cand_inner = float((cand_m0 * cand_f[0]).sum(0) @ cand_w)
             cand_err = _err_from_parts(norm_sq, cand_inner, cand_w, cand_grams)
             if cand_err < err:
@@ -405,6 +458,47 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "svd", n_iter_max: in
 _TINY = torch.finfo(WORK_DTYPE).tiny
 
 
+AUTO_GEVD_MARGIN = 0.5
+"""``init="auto"`` keeps the GEVD start when its error after one sweep is below this fraction of the SVD
+start's (planted low-rank kernels: a few percent; trained kernels, far from any low rank: 0.75–0.9)."""
+
+
+def _sweep(x: torch.Tensor, weights: torch.Tensor, factors: Sequence[torch.Tensor], grams: Sequence[torch.Tensor],
+           norm_sq: float, lead_mttkrp: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], float]:
+    """One ALS sweep over all modes of ``x`` (ALS layout); new lists are returned, inputs are not mutated.
+
+    ``lead_mttkrp``: the mode-0 MTTKRP of ``factors`` when already known. Returns (weights, factors, Gram
+    matrices, relative error).
+    """
+    factors, grams = list(factors), list(grams)
+    ndim = x.ndim
+    # --- the longest mode (mode 0 of the permuted tensor)
+    m0 = lead_mttkrp if lead_mttkrp is not None else _mttkrp_first(x, factors)
+    weights, factors[0] = _solve_update(m0, grams, 0)
+    grams[0] = factors[0].transpose(0, 1) @ factors[0]
+    # --- the other modes, sharing X ×₀ A
+    shared = _contract_first(x, factors[0])
+    mttkrp = m0
+    for n in range(1, ndim):
+        mttkrp = _mttkrp_from_shared(shared, factors, n)
+        weights, factors[n] = _solve_update(mttkrp, grams, n)
+        grams[n] = factors[n].transpose(0, 1) @ factors[n]
+    del shared
+    # error from the last MTTKRP (mode ndim-1) and the Gram matrices
+    inner = float((mttkrp * factors[ndim - 1]).sum(0) @ weights)
+    return weights, factors, grams, _err_from_parts(norm_sq, inner, weights, grams)
+
+
+def _als_layout(shape: Sequence[int]) -> list[int]:
+    """Mode order of ALS's working copy: the longest mode first, the second longest last."""
+    ndim = len(shape)
+    lead = max(range(ndim), key=lambda n: shape[n])
+    rest = [n for n in range(ndim) if n != lead]
+    second = max(rest, key=lambda n: shape[n])
+    return [lead] + [n for n in rest if n != second] + [second]
+
+
 def _als_init(x: torch.Tensor, work: torch.Tensor, rank: int, init: str, seed: int,
               perm: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Initial (weights, unit-column factors) for the permuted tensor ``x``."""
@@ -414,18 +508,73 @@ def _als_init(x: torch.Tensor, work: torch.Tensor, rank: int, init: str, seed: i
         res = cp_power(work, rank, seed=seed)
         factors = [res.factors[p].to(WORK_DTYPE) for p in perm]
         return _normalise(res.weights.to(WORK_DTYPE), factors)
+    if init in ("auto", "gevd"):
+        start = _gevd_start(x, rank)
+        if start is not None:
+            return _normalise(*start)
     factors = []
     for n, size in enumerate(pshape):
-        if init == "svd":
+        if init == "random":
+            f = torch.randn(size, rank, generator=gen, dtype=WORK_DTYPE).to(x.device)
+        else:
             k = min(rank, size)
             f = leading_left_vectors(unfold(x, n), k)
             if k < rank:
                 extra = torch.randn(size, rank - k, generator=gen, dtype=WORK_DTYPE).to(x.device)
                 f = torch.cat([f, extra], dim=1)
-        else:
-            f = torch.randn(size, rank, generator=gen, dtype=WORK_DTYPE).to(x.device)
         factors.append(f)
     return _normalise(torch.ones(rank, dtype=WORK_DTYPE, device=x.device), factors)
+
+
+def gevd_applies(shape: Sequence[int], rank: int) -> bool:
+    """Whether ``init="gevd"`` applies: order >= 3 and the two longest modes at least ``rank`` long."""
+    sizes = sorted((int(s) for s in shape), reverse=True)
+    return len(sizes) >= 3 and sizes[1] >= rank and math.prod(sizes[2:]) >= 2
+
+
+def _gevd_start(x: torch.Tensor, rank: int) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """GEVD start (weights, factors) for ``x`` in ALS layout (longest mode first, second longest last), or
+    ``None`` where it does not apply."""
+    shape = tuple(x.shape)
+    if not gevd_applies(shape, rank):
+        return None
+    first, last = shape[0], shape[-1]
+    mid = math.prod(shape[1:-1])
+    u_first = leading_left_vectors(x.reshape(first, -1), rank)  # I_0 × R
+    u_last = leading_left_vectors(x.reshape(-1, last).transpose(0, 1), rank)  # I_last × R
+    core = ((u_first.transpose(0, 1) @ x.reshape(first, -1)).reshape(rank * mid, last) @ u_last)
+    core = core.reshape(rank, mid, rank)  # R × (middle modes) × R
+    mix = leading_left_vectors(core.permute(1, 0, 2).reshape(mid, -1), 2)  # two leading middle directions
+    s1 = torch.einsum("amb,m->ab", core, mix[:, 0])
+    s2 = torch.einsum("amb,m->ab", core, mix[:, 1])
+    try:
+        pencil = torch.linalg.solve(s1, s2, left=False)  # S₂ S₁⁻¹ = A D A⁻¹
+        vals, vecs = torch.linalg.eig(pencil)
+        a = torch.cat([vecs.real[:, vals.imag >= 0], vecs.imag[:, vals.imag > 0]], dim=1)
+        if a.shape[1] != rank or not bool(torch.isfinite(a).all()):
+            return None
+        a = a / torch.linalg.vector_norm(a, dim=0).clamp_min(_TINY)
+        rows = torch.linalg.solve(a, core.reshape(rank, -1)).reshape(rank, mid, rank)
+    except (RuntimeError, torch.linalg.LinAlgError):  # singular mixture or eigenvector matrix
+        return None
+    u, sv, vh = torch.linalg.svd(rows, full_matrices=False)  # R rank-1 fits of (middle) × (last) matrices
+    middle = _split_rank1(u[:, :, 0].transpose(0, 1), shape[1:-1])
+    factors = [u_first @ a, *middle, u_last @ vh[:, 0, :].transpose(0, 1)]
+    if not all(bool(torch.isfinite(f).all()) for f in factors):
+        return None
+    return sv[:, 0].contiguous(), factors
+
+
+def _split_rank1(merged: torch.Tensor, sizes: Sequence[int]) -> list[torch.Tensor]:
+    """Columns of ``merged`` (prod(sizes) × R, C order) split into one factor per size by rank-1 fits."""
+    out = []
+    rest = merged.transpose(0, 1)  # R × prod(sizes)
+    for size in sizes[:-1]:
+        u, s, vh = torch.linalg.svd(rest.reshape(rest.shape[0], size, -1), full_matrices=False)
+        out.append(u[:, :, 0].transpose(0, 1))
+        rest = vh[:, 0, :] * s[:, :1]
+    out.append(rest.transpose(0, 1))
+    return out
 
 
 def _normalise(weights: torch.Tensor,
@@ -470,46 +619,41 @@ def _err_from_parts(norm_sq: float, inner: float, weights: torch.Tensor,
     return relative_error_from_squares(norm_sq - 2.0 * inner + model_sq, norm_sq)
 
 
-def _contract_mode(t: torch.Tensor, factor: torch.Tensor, mode: int, batched: bool) -> torch.Tensor:
-    """Contract ``mode`` of ``t`` with ``factor`` (I × R).
+def _mttkrp_first(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """MTTKRP of mode 0, ``X_(0) (⊙ of the other factors)``, for ``x`` in ALS layout.
 
-    ``batched=False``: the result gains a trailing R axis (a matmul). ``batched=True``: ``t`` already ends
-    with the R axis and the contraction is a Hadamard-and-sum over the mode (one bmm-like einsum).
+    One GEMM contracts the last (second longest) mode; the middle modes, whose Khatri–Rao product is small,
+    are then summed out with a batched matrix-vector product.
     """
-    if not batched:
-        moved = torch.movedim(t, mode, -1)
-        return moved @ factor
-    letters = "abcdefghijklmnopq"
-    nd = t.ndim - 1
-    src = letters[:nd] + "z"
-    dst = src.replace(letters[mode], "")
-    return torch.einsum(f"{src},{letters[mode]}z->{dst}", t, factor)
+    rank = int(factors[0].shape[1])
+    t = x.reshape(-1, x.shape[-1]) @ factors[-1]  # (I_0 · middle) × R
+    if x.ndim == 2:
+        return t
+    kr = _khatri_rao(factors[1:-1])  # middle × R
+    t = t.reshape(x.shape[0], -1, rank)
+    return torch.bmm(t.permute(2, 0, 1), kr.transpose(0, 1).unsqueeze(-1)).squeeze(-1).transpose(0, 1)
 
 
-def _mttkrp_lead(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """MTTKRP of mode 0: ``X_(0) (⊙ of the other factors)``, contracting the largest other mode first."""
-    ndim = x.ndim
-    others = sorted(range(1, ndim), key=lambda n: x.shape[n], reverse=True)
-    first = others[0]
-    t = _contract_mode(x, factors[first], first, batched=False)  # drops mode `first`, adds R at the end
-    remaining = [n for n in range(1, ndim) if n != first]
-    # current position of each remaining mode in t (modes after `first` shift down by one)
-    pos = {n: (n if n < first else n - 1) for n in remaining}
-    for n in sorted(remaining, reverse=True):
-        t = _contract_mode(t, factors[n], pos[n], batched=True)
-    return t  # I_0 × R
+def _contract_first(x: torch.Tensor, factor0: torch.Tensor) -> torch.Tensor:
+    """``X ×₀ factor0ᵀ`` with the R axis first: shape ``(R,) + x.shape[1:]``."""
+    return (factor0.transpose(0, 1) @ x.reshape(x.shape[0], -1)).reshape(-1, *x.shape[1:])
 
 
-def _contract_lead(x: torch.Tensor, factor0: torch.Tensor) -> torch.Tensor:
-    """``X ×_0 factor0``, kept with a trailing R axis: shape ``x.shape[1:] + (R,)``."""
-    return (factor0.transpose(0, 1) @ x.reshape(x.shape[0], -1)).transpose(0, 1).reshape(*x.shape[1:], -1)
+def _mttkrp_from_shared(shared: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
+    """MTTKRP of ``mode`` (>= 1) from ``shared = X ×₀ Aᵀ`` (R first, then modes 1..N-1), as ``I_mode × R``.
 
-
-def _mttkrp_shared(shared: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
-    """MTTKRP of ``mode`` (>= 1) from ``shared = X ×_0 factors[0]`` (modes 1..N-1 then R)."""
-    t = shared
-    ndim = len(factors)
-    for n in range(ndim - 1, 0, -1):
-        if n != mode:
-            t = _contract_mode(t, factors[n], n - 1, batched=True)
-    return t  # I_mode × R
+    ``shared`` is viewed as ``R × before × I_mode × after``; the Khatri–Rao products of the factors before
+    and after ``mode`` are summed out with two batched matrix-vector products.
+    """
+    rank = int(shared.shape[0])
+    sizes = tuple(shared.shape[1:])
+    size = sizes[mode - 1]
+    t = shared.reshape(rank, -1, math.prod(sizes[mode:]))
+    if mode < len(sizes):
+        after = _khatri_rao(factors[mode + 1:])  # after × R
+        t = torch.bmm(t, after.transpose(0, 1).unsqueeze(-1))  # R × (before·I_mode) × 1
+    t = t.reshape(rank, -1, size)
+    if mode > 1:
+        before = _khatri_rao(factors[1:mode])  # before × R
+        t = torch.bmm(before.transpose(0, 1).unsqueeze(1), t)  # R × 1 × I_mode
+    return t.reshape(rank, size).transpose(0, 1)

@@ -18,7 +18,8 @@ with the reconstructed kernel exactly, padding included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +46,37 @@ from ._common import (
 
 FORMS = ("cp3", "cp4")
 ALGORITHMS = ("power", "als")
+
+
+def _cp_function(algorithm: str) -> Callable[..., Any]:
+    """The ``tensorslim.decompose`` function behind ``algorithm`` (looked up at call time)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
+    dec = decompose_module()
+    return dec.cp_power if algorithm == "power" else dec.cp_als
+
+
+def cp_option_names(algorithm: str) -> frozenset[str]:
+    """The decomposition options :meth:`CPConv2d.from_conv` accepts with ``algorithm`` ("power" or "als").
+
+    Derived from the keyword-only parameters of the real function (``decompose.cp_power`` or
+    ``decompose.cp_als``), so it cannot drift from what the function takes; deprecated spellings (such as
+    ``max_iter``) are not listed. ``algorithm`` and ``form`` are :meth:`~CPConv2d.from_conv`'s own arguments
+    and not part of this set. Unknown ``algorithm``: ValueError.
+    """
+    params = inspect.signature(_cp_function(algorithm)).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_cp_options(algorithm: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming every option in ``options`` that ``algorithm`` does not take, and listing
+    those it takes (what a plan validator needs per method and algorithm)."""
+    accepted = cp_option_names(algorithm)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        names = ", ".join(repr(u) for u in unknown)
+        raise ValueError(f"unknown option{'s' if len(unknown) > 1 else ''} {names} for CP algorithm "
+                         f"{algorithm!r} (accepted: {', '.join(sorted(accepted))})")
 
 
 def cp_full_rank(dims: Sequence[int]) -> int:
@@ -149,21 +181,25 @@ class CPConv2d(nn.Module):
         """CP-decompose a trained ``nn.Conv2d`` at ``rank``.
 
         ``algorithm="power"`` uses ``decompose.cp_power`` (tensor power method with deflation, Astrid & Lee),
-        ``"als"`` uses ``decompose.cp_als``; ``options`` are passed to that function (``seed``, ``max_iter``,
-        ``init``, …). Grouped convolutions, 1×1 kernels, NaN/inf weights and out-of-range ranks raise
-        :class:`DecompositionError` naming ``name``.
+        ``"als"`` uses ``decompose.cp_als``; ``options`` are passed to that function. Both take ``init``,
+        ``n_iter_max``, ``tol`` and ``seed``; power also ``stop``, ALS also ``linesearch``
+        (:func:`cp_option_names` lists them). Grouped convolutions, 1×1 kernels, NaN/inf weights,
+        out-of-range ranks and options the algorithm does not take raise :class:`DecompositionError` naming
+        ``name`` (and the option).
         """
         label = layer_label(name, conv)
         check_conv2d(label, conv)
         if algorithm not in ALGORITHMS:
             raise DecompositionError(label, f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
+        try:
+            check_cp_options(algorithm, options)
+        except ValueError as err:
+            raise DecompositionError(label, str(err)) from err
         # Validate sizes and rank before the (possibly long) decomposition.
         probe = cls(conv.in_channels, conv.out_channels, conv.kernel_size, rank, form=form, stride=conv.stride,
                     padding=conv.padding, dilation=conv.dilation, bias=False, name=label)
         weight = as_float64(conv.weight).reshape(probe.tensor_dims())
-        dec = decompose_module()
-        fn = dec.cp_power if algorithm == "power" else dec.cp_als
-        result = run_decomposition(label, fn, weight, rank, **options)
+        result = run_decomposition(label, _cp_function(algorithm), weight, rank, **options)
         check_finite(label, result.weights, *result.factors, what="CP result")
         factors = [like(f, conv.weight) for f in result.factors]
         weights = None if result.weights is None else like(result.weights, conv.weight)
