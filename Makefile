@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean verify
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# re-measures the committed models in benchmarks/models/ against BENCHMARKS.md (needs Fashion-MNIST)
+verify: setup
+	$(PY) benchmarks/verify.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every method (default 1: stable timings on a shared machine)")
     args = parser.parse_args(argv)
+    torch.set_flush_denormal(True)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     use_tl = not args.no_tensorly and tly.available()

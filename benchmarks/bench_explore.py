@@ -231,6 +231,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     work = Path(args.work)
     results = []
     for name in args.models.split(","):

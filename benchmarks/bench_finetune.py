@@ -204,6 +204,7 @@ def main() -> int:
     if args.part == "merge":
         return merge()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     from tensorslim import modeldir
     from tensorslim.cost import profile
 

@@ -3,7 +3,15 @@
 For each model (a trained model directory, or a built-in name with random weights: latency does not depend
 on the weights) and each compression plan, the script compresses, exports both models to ONNX, checks the
 export in ONNX Runtime against PyTorch, and times the pair in alternation at batch 1 and 32. The result is a
-ratio table; JSON is written to benchmarks/results/models.json.
+ratio table; JSON is written to benchmarks/results/models.json (benchmarks/render.py renders it into
+BENCHMARKS.md).
+
+*ORT rel err* is what :func:`tensorslim.export.export_onnx` checks: ``max |ORT - PyTorch| / max |PyTorch|``
+over the logits, on random N(0, 1) inputs at batch 1 and 3 (``onnx_max_rel_err`` in the JSON). It is a
+relative error, not an absolute difference.
+
+EVBMF ranks come from the weights, so a VBMF plan on random weights measures nothing (EVBMF gives rank 0 on
+random matrices); such rows are skipped with that reason.
 
     .venv/bin/python benchmarks/bench_models.py --convnet runs/baselines/convnet-fashion-mnist --threads 1
 """
@@ -52,6 +60,27 @@ def load_target(target: str) -> tuple[torch.nn.Module, tuple[int, ...], str]:
     return modeldir.build({"builder": target, "kwargs": {}}, shape).eval(), shape, f"{target} (random weights)"
 
 
+RANDOM_VBMF_REASON = ("EVBMF ranks need trained weights: on random weights EVBMF gives rank 0 "
+                      "(formerly clamped to rank 1, a meaningless 76x row)")
+
+
+def header(threads: int, repeats: int) -> list[str]:
+    """The two header lines of the printed table (also used by benchmarks/render.py)."""
+    return [f"ORT, {threads} thread(s), {repeats} alternating rounds; speedup = t_dense / t_compressed; "
+            "ORT rel err = max|ORT - PyTorch| / max|PyTorch|, random inputs at batch 1 and 3",
+            f"{'model':<26} {'plan':<32} {'lay':>3} {'params×':>7} {'MACs×':>7} {'b1 ×':>7} {'b32 ×':>7} "
+            f"{'ORT rel err':>11}"]
+
+
+def format_row(row: dict) -> str:
+    """One printed line of a result row (also used by benchmarks/render.py)."""
+    if "skipped" in row:
+        why = "; ".join(row["skipped"])
+        return f"{row['model']:<26} {row['plan']:<32} skipped: {why}"
+    return (f"{row['model']:<26} {row['plan']:<32} {row['layers']:>3} {row['params_x']:>7.2f} {row['macs_x']:>7.2f} "
+            f"{row['speedup_b1']:>7.2f} {row['speedup_b32']:>7.2f} {row['onnx_max_rel_err']:>11.1e}")
+
+
 def run(targets: list[str], plans: list[str], threads: int, repeats: int, work: Path) -> list[dict]:
     rows = []
     for target in targets:
@@ -60,11 +89,15 @@ def run(targets: list[str], plans: list[str], threads: int, repeats: int, work: 
         base_onnx = work / f"{Path(target).name}-dense.onnx"
         export_onnx(model, base_onnx, shape)
         for name in plans:
+            if "random weights" in label and any(r.get("vbmf") for r in PLANS[name]["rules"]):
+                rows.append({"model": label, "plan": name, "skipped": [RANDOM_VBMF_REASON]})
+                print(format_row(rows[-1]), flush=True)
+                continue
             t0 = time.perf_counter()
             small, report = compress_with_report(model, PLANS[name], shape)
             if not report.layers:
                 rows.append({"model": label, "plan": name, "skipped": [s["reason"] for s in report.skipped][:2]})
-                print(f"{label:<26} {name:<32} nothing compressed", flush=True)
+                print(format_row(rows[-1]), flush=True)
                 continue
             seconds = time.perf_counter() - t0
             cost = profile(small, shape).total
@@ -78,9 +111,9 @@ def run(targets: list[str], plans: list[str], threads: int, repeats: int, work: 
                    "speedup_b1": speed[1], "speedup_b32": speed[32], "onnx_max_rel_err": exported.max_rel_err,
                    "ops": dict(exported.ops)}
             rows.append(row)
-            print(f"{label:<26} {name:<32} {row['layers']:>3} {row['params_x']:>7.2f} {row['macs_x']:>7.2f} "
-                  f"{row['speedup_b1']:>7.2f} {row['speedup_b32']:>7.2f} {row['onnx_max_rel_err']:>9.1e}",
-                  flush=True)
+            if report.skipped:
+                row["skipped_layers"] = [f"{s['name']}: {s['reason']}" for s in report.skipped]
+            print(format_row(row), flush=True)
     return rows
 
 
@@ -95,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
-    print(f"ORT, {args.threads} thread(s), {args.repeats} alternating rounds; speedup = t_dense / t_compressed")
-    print(f"{'model':<26} {'plan':<32} {'lay':>3} {'params×':>7} {'MACs×':>7} {'b1 ×':>7} {'b32 ×':>7} "
-          f"{'ORT err':>9}")
+    print("\n".join(header(args.threads, args.repeats)))
     with tempfile.TemporaryDirectory() as work:
         rows = run([args.convnet, args.resnet], args.plans, args.threads, args.repeats, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_models.py " + " ".join(argv or sys.argv[1:])
+    args.out.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "command": command.strip(),
+                                    "rows": rows}, indent=2) + "\n")
     print(f"JSON: {args.out}")
     return 0
 

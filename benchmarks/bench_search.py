@@ -241,6 +241,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     workers = None

@@ -1,0 +1,462 @@
+"""Write the tables of BENCHMARKS.md from benchmarks/results/*.json: one source for every number.
+
+BENCHMARKS.md holds hand-written prose and generated tables. Each generated table sits between two markers,
+
+    <!-- table:NAME -->
+    ...generated, do not edit...
+    <!-- /table:NAME -->
+
+and this script rewrites what lies between them from the JSON that the benchmark scripts wrote (``RENDERERS``
+maps each NAME to the function that renders it). Every table starts with the command that printed (or
+measured) its numbers and the JSON it was rendered from.
+
+    .venv/bin/python benchmarks/render.py           # rewrite BENCHMARKS.md
+    .venv/bin/python benchmarks/render.py --check   # exit 1 and print the diff when BENCHMARKS.md differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+MARKER = re.compile(r"<!-- table:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
+
+
+class RenderError(Exception):
+    """A table cannot be rendered (missing JSON, unknown marker)."""
+
+
+def load(name: str, results: Path | None = None) -> dict:
+    path = (results or RESULTS) / name
+    if not path.is_file():
+        raise RenderError(f"{path}: missing (the table's JSON)")
+    return json.loads(path.read_text())
+
+
+def _module(name: str):
+    """Import benchmarks/NAME.py (the script whose printer a table reuses)."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def source_line(command: str, *json_files: str, note: str = "", also: str = "") -> str:
+    """The first line of every table: the command that printed its numbers (``also``: more of it, in prose)."""
+    files = ", ".join(f"`benchmarks/results/{f}`" for f in json_files)
+    return f"Command: `{command}`{also}  \nRendered from {files} by `benchmarks/render.py`{note}."
+
+
+def pct(x: float) -> str:
+    return f"{x:.2f} %"
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the committed models (benchmarks/models/, re-measured by benchmarks/verify.py)
+
+
+def committed_models(results: Path | None = None) -> dict:
+    return load("verify.json", results)
+
+
+def render_committed(results: Path | None = None) -> str:
+    data = committed_models(results)
+    rows = []
+    for m in data["models"]:
+        speed = "-" if m.get("ort_b1_speedup") is None else (
+            f"{m['ort_b1_speedup']:.2f}× vs {m['baseline']} ({m['ort_b1_ms']:.3f} vs {m['baseline_b1_ms']:.3f} ms)")
+        rows.append([f"`{m['name']}`", f"{m['params']:,}", f"{m['macs']:,}", pct(m["test_accuracy"]),
+                     f"{m['onnx_max_rel_err']:.1e}", speed])
+    head = ["model (`benchmarks/models/…`)", "params", "MACs", "test acc (official 10,000)",
+            "ORT vs PyTorch: max rel err", f"ORT batch-1 speedup ({data['threads']} thread, {data['repeats']} "
+            "alternating runs)"]
+    return source_line(data["command"], "verify.json") + "\n\n" + md_table(head, rows)
+
+
+def render_provenance(results: Path | None = None) -> str:
+    data = committed_models(results)
+    rows = [[f"`{m['name']}`", f"`{m['made_by']}`", f"`{m['commit'][:12]}`", m.get("budget", "-")]
+            for m in data["models"]]
+    return ("How each committed model was made (also in its `metrics.json`, key `provenance`).\n\n"
+            + md_table(["model", "command", "commit", "training budget"], rows))
+
+
+TARGET = {"params_x": 10.0, "macs_x": 3.0, "drop": 0.5, "speedup": 2.0}
+
+
+def render_target(results: Path | None = None) -> str:
+    data = committed_models(results)
+    by_name = {m["name"]: m for m in data["models"]}
+    rows = []
+    for m in data["models"]:
+        if not m.get("baseline"):
+            continue
+        b = by_name[m["baseline"]]
+        px, mx = b["params"] / m["params"], b["macs"] / m["macs"]
+        drop = b["test_accuracy"] - m["test_accuracy"]
+        meets = (px >= TARGET["params_x"] and mx >= TARGET["macs_x"] and drop <= TARGET["drop"]
+                 and m["ort_b1_speedup"] >= TARGET["speedup"])
+        rows.append([f"`{m['name']}`", f"`{b['name']}` ({pct(b['test_accuracy'])}, {b.get('budget', '-')})",
+                     f"{m['params']:,} ({px:.2f}×)", f"{m['macs']:,} ({mx:.2f}×)",
+                     f"{pct(m['test_accuracy'])} ({m.get('budget', '-')})", f"{drop:.2f} pt",
+                     f"{m['ort_b1_speedup']:.2f}×", "yes" if meets else "no"])
+    head = ["compressed model", "its baseline (test acc, budget)", "params", "MACs", "test acc (budget)", "drop",
+            "ORT b1 speedup", "meets all four"]
+    return source_line(data["command"], "verify.json") + "\n\n" + md_table(head, rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fine-tuning tables (bench_finetune.py; earlier baselines, not kept)
+
+
+def _finetune_tables(results: Path | None = None) -> dict[str, str]:
+    res = results or RESULTS
+    data = load("finetune.json", res)
+    bf = _module("bench_finetune")
+    baseline = data["meta"]["baseline_row"]
+    main = Path(data["meta"]["baseline"]).name
+    others: dict[str, dict] = {}
+    for f in sorted(res.glob("finetune-headline*.json")):
+        got = json.loads(f.read_text())
+        others.setdefault(Path(got["meta"]["baseline"]).name, got["meta"]["baseline_row"])
+    methods = data["methods"]
+    out = {"finetune-methods": bf.table([r for r in methods if r["baseline"] == main],
+                                        f"Table 1: methods on {main} (Fashion-MNIST test accuracy %, ORT batch 1, "
+                                        "1 thread)", baseline)}
+    wide = [(n, row) for n, row in others.items() if n != main]
+    out["finetune-wide"] = "\n\n".join(bf.table([r for r in methods if r["baseline"] == n], f"Table 1b: on {n}", row)
+                                       for n, row in wide)
+    out["finetune-schedules"] = bf.table(data["schedules"], "Table 2: schedules at equal total epochs on the mixed "
+                                         "plan", baseline)
+    return out
+
+
+FINETUNE_COMMANDS = {
+    "finetune-methods": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_finetune.py --part methods "
+                        "--baseline $B --work runs/ft-bench",
+    "finetune-wide": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_finetune.py --part headline --baseline $W "
+                     "--budget params=0.1 --headline-epochs 10 --lr 0.02 --label \" wide 10ep\" --work runs/ft-bench",
+    "finetune-schedules": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_finetune.py --part schedules "
+                          "--baseline $B --schedule-epochs 4 --work runs/ft-bench",
+}
+
+
+def _finetune_renderer(name: str) -> Callable[[Path | None], str]:
+    def render(results: Path | None = None) -> str:
+        files = ["finetune.json"] + (["finetune-headline*.json"] if name == "finetune-wide" else [])
+        also = (" (the same with `--plan benchmarks/plans/tucker-svd-wide.json` instead of `--budget`, and each with "
+                "`--seed 1` and its label)" if name == "finetune-wide" else "")
+        return (source_line(FINETUNE_COMMANDS[name], *files,
+                            also=also + ", then `.venv/bin/python benchmarks/bench_finetune.py --part merge`")
+                + "\n\n```\n" + _finetune_tables(results)[name] + "\n```")
+    return render
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole models in ORT (bench_models.py)
+
+
+def render_models(results: Path | None = None) -> str:
+    data = load("models.json", results)
+    bm = _module("bench_models")
+    command = data.get("command", "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_models.py "
+                                  "--convnet runs/baselines/convnet-fashion-mnist --threads 1")
+    lines = bm.header(data["threads"], data["repeats"]) + [bm.format_row(r) for r in data["rows"]]
+    notes = sorted({f"{r['model']} / {r['plan']}: {s}" for r in data["rows"] for s in r.get("skipped_layers", [])})
+    text = source_line(command, "models.json") + "\n\n```\n" + "\n".join(lines) + "\n```"
+    if notes:
+        text += "\n\nLayers left dense, with the reason:\n" + "\n".join(f"- {n}" for n in notes)
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# decompositions against TensorLy (bench_decompose.py, earlier session)
+
+
+def render_decompose(results: Path | None = None) -> str:
+    data = load("decompose_lenet5.json", results)
+    rows = [[r["layer"], r["shape"], r["form"], f"{r['ratio']:.2f}", r["rank"], r["method"], f"{r['rel_error']:.5f}",
+             f"{r['seconds']:.2f}"] for r in data["rows"]]
+    head = ["layer", "shape", "form", "ratio", "rank", "method", "rel error", "seconds"]
+    return (source_line(data["command"], "decompose_lenet5.json",
+                        note=" (parsed from the printed `decompose_lenet5.txt` by "
+                             "`benchmarks/decompose_txt_to_json.py`)")
+            + "\n\n" + "  \n".join(data["header"]) + "\n\n" + md_table(head, rows))
+
+
+def render_cp_planted(results: Path | None = None) -> str:
+    """benchmarks/results/cp-planted.json (written by benchmarks/bench_cp.py), rendered generically."""
+    data = load("cp-planted.json", results)
+    rows = data.get("rows", [])
+    if not rows:
+        raise RenderError("cp-planted.json has no rows")
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "-" if v is None else str(v)
+
+    command = data.get("command") or data.get("meta", {}).get("command") or ".venv/bin/python benchmarks/bench_cp.py"
+    return source_line(command, "cp-planted.json") + "\n\n" + md_table(keys, [[cell(r.get(k)) for k in keys]
+                                                                               for r in rows])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# single layers (bench_layers.py, earlier session)
+
+LAYER_ORDER = ["conv3x3 64->64 @32x32", "conv3x3 128->128 @16x16", "conv3x3 256->256 @8x8", "conv3x3 512->512 @4x4",
+               "fc 512->512", "fc 4096->4096"]
+
+
+def _ort_ratios(rows: list[dict], layer: str, batch: str) -> list[float]:
+    return [t[batch]["ratio"] for r in rows if r["layer"] == layer for t in r["threads"].values()]
+
+
+def _tl_ratios(rows: list[dict], layer: str | None, which: str) -> list[float]:
+    out = []
+    for r in rows:
+        if layer is not None and r["layer"] != layer:
+            continue
+        for per_batch in r["threads"].values():
+            for cell in per_batch.values():
+                for ours in cell["ours"].values():
+                    for name, v in ours["vs"].items():
+                        if name.endswith(which):
+                            out.append(v["ratio"])
+    return out
+
+
+def _span(xs: list[float], goal: float | None = None, above: bool = True) -> str:
+    if not xs:
+        return "-"
+    s = f"{min(xs):.2f}–{max(xs):.2f}"
+    if goal is not None:
+        ok = sum(1 for x in xs if (x >= goal if above else x <= goal))
+        s += f" ({ok}/{len(xs)})"
+    return s
+
+
+def render_layers(results: Path | None = None) -> str:
+    exact = load("layers.json", results)
+    aligned = load("layers-aligned.json", results)
+    rows = []
+    for layer in LAYER_ORDER:
+        rows.append([layer, _span(_ort_ratios(exact["ort"], layer, "1"), 0.8),
+                     _span(_ort_ratios(exact["ort"], layer, "32"), 0.8),
+                     _span(_ort_ratios(aligned["ort"], layer, "1"), 0.8),
+                     _span(_ort_ratios(aligned["ort"], layer, "32"), 0.8),
+                     _span(_tl_ratios(exact["tltorch"], layer, "factorized"), 0.5, above=False),
+                     _span(_tl_ratios(exact["tltorch"], layer, "reconstructed"), 0.5, above=False)])
+    all_b1 = [x for layer in LAYER_ORDER for x in _ort_ratios(exact["ort"], layer, "1")]
+    tl = _tl_ratios(exact["tltorch"], None, "factorized")
+    head = ["layer", "ORT ratio b1, exact ranks", "b32", "ORT ratio b1, ranks aligned to 16", "b32",
+            "eager ours/TL-Torch factorized", "ours/TL-Torch reconstructed"]
+    m = exact["meta"]
+    summary = (f"Over every row: speedup ÷ MAC reduction at batch 1 (exact ranks) spans {_span(all_b1, 0.8)} rows "
+               f"≥ 0.8; our eager time ÷ TensorLy-Torch's factorized layer at equal rank spans {_span(tl, 0.5, False)}"
+               " rows ≤ 0.5.")
+    command = (f".venv/bin/python benchmarks/bench_layers.py --threads {' '.join(map(str, m['threads']))} "
+               f"--repeats {m['repeats']}")
+    return (source_line(command, "layers.json", "layers-aligned.json",
+                        also=" (with `--ranks aligned --skip-tltorch --out "
+                        "benchmarks/results/layers-aligned.json` for the aligned columns)",
+                        note="; min–max over methods (Tucker-2, CP-3; CP-4 in eager) and "
+                        "1 and 2 threads, in brackets how many rows meet the goal")
+            + f"\n\nMachine: {m['cpu']}, {m['cpu_count']} logical CPUs; torch {m['torch']}, onnxruntime "
+              f"{m['onnxruntime']}, tltorch {m['tltorch']}; {m['repeats']} alternating rounds.\n\n"
+            + md_table(head, rows) + "\n\n" + summary)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# exploration and search (earlier session; low fidelity)
+
+
+def _budget(result: str) -> str:
+    if result.startswith("error: no Pareto point"):
+        return "not met" + (f" (closest: {result.split('closest is ', 1)[1]})" if "closest is " in result else "")
+    return result
+
+
+def render_explore(results: Path | None = None) -> str:
+    data = load("explore.json", results)
+    rows = []
+    for r in data["results"]:
+        p, s = r["pruning"], r["search"]
+        kept = 1.0 - p["removed_share"]["error-bound"]
+        rows.append([r["model"], pct(r["original"]["accuracy"]), f"10^{p['space_log10']['all']:.1f}",
+                     f"{int(p['space_size']['error-bound']):,}", f"{kept:.2e}",
+                     f"{s['trials']} trials, {s['val_samples']} val images, {s['finetune_batches']} fine-tune "
+                     "batches per front model",
+                     f"{r['hypervolume_ratio']:.3f} ({r['reference']})", _budget(r["budget_result"])])
+    head = ["model", "its baseline (test acc)", "design space", "left after analytic pruning",
+            "share kept", "low-fidelity search", "hypervolume ÷ reference front", "budget macs≤0.25, params≤0.1, "
+            "drop≤0.5"]
+    commands = []
+    for r in data["results"]:
+        a = r["args"]
+        opts = [f"--models {r['model']}", f"--{r['model']} {a[r['model']]}"] + [
+            f"--{k.replace('_', '-')} {a[k]}" for k in ("max_evals", "reference_factor", "exhaustive_limit",
+                                                         "val_samples", "finetune_batches", "max_factors",
+                                                         "max_error", "threads")]
+        commands.append(f"- {r['model']}: `.venv/bin/python benchmarks/bench_explore.py {' '.join(opts)}`")
+    return (source_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_explore.py", "explore.json",
+                        also=", one run per model, with the arguments recorded in the JSON:")
+            + "\n" + "\n".join(commands) + "\n\n" + md_table(head, rows))
+
+
+def render_search(results: Path | None = None) -> str:
+    data = load("search.json", results)
+    lo, fin = data["low_fidelity"], data["final"]
+    rows = []
+    for mode in ("auto", "fixed"):
+        s = data[f"search_{mode}"]
+        rows.append([f"TCL ranks {mode}" + (f" {data['fixed_ranks']}" if mode == "fixed" else ""),
+                     f"{s['counts'].get('complete', 0)}/{data['trials']}", f"{s['hypervolume']:.3f}",
+                     f"{s['best_accuracy']:.2f} %", f"{s['smallest_params']:,}"])
+    search = md_table(["search", "trials complete", "hypervolume", "best val acc (low fidelity)", "smallest params"],
+                      rows)
+    mb = data["baselines"]["mobilenetv2"]
+    found = [[str(f["trial"]), f"{f['params']:,}", f"{f['macs']:,}", pct(f["test_accuracy"]),
+              f"{f['x_smaller_than_mobilenetv2']:.0f}×", f"{-f['gap_to_mobilenetv2']:+.2f} pt"]
+             for f in data["found"]]
+    found_t = md_table(["trial", "params", "MACs", "test acc", "× fewer params than MobileNetV2 (weak baseline)",
+                        "acc − MobileNetV2's"], found)
+    w = data["workers"]
+    workers = (f"Two worker processes, one Optuna **journal-file** study, on **digits** (1 epoch of 4 batches): "
+               f"{w['finished']}/{w['requested']} trials finished, split "
+               f"{'/'.join(map(str, w['per_worker'].values()))} "
+               f"between the workers, exit codes {w['exit_codes']}. The script's duplicate count "
+               f"({w['duplicate_numbers']}) compares Optuna trial numbers, which Optuna assigns uniquely, so it "
+               "cannot fail; it is no evidence against duplicated work.")
+    fid = (f"Fidelity recorded in the JSON: search trials train {lo['epochs']} epochs of {lo['max_batches']} batches; "
+           f"the final models and the baselines {fin['epochs']} epoch of {fin['max_batches']} batches of "
+           f"{fin['batch_size']} (≈ {fin['max_batches'] * fin['batch_size']:,} images). On that budget MobileNetV2 "
+           f"({mb['params']:,} params) reached only {pct(mb['test_accuracy'])} test accuracy, so the × columns "
+           "compare with a weak baseline.")
+    return (source_line("OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_search.py", "search.json",
+                        also=f" (with `--trials {data['trials']} --final-max-batches {fin['max_batches']}`, "
+                             "as recorded)")
+            + "\n\n" + fid + "\n\n" + search + "\n\n" + found_t + "\n\n" + workers)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the default job (tensorslim demo)
+
+
+def render_demo(results: Path | None = None) -> str:
+    data = load("demo.json", results)
+    return (source_line(data["command"], "demo.json", note=f"; wall time {data['wall_s']:.0f} s")
+            + "\n\n```\n" + data["table"].rstrip("\n") + "\n```")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# anchor libraries (bench_anchors.py)
+
+
+def render_anchors(results: Path | None = None) -> str:
+    data = load("anchors.json", results)
+    text = source_line(data["command"], "anchors.json")
+    for section in data["sections"]:
+        text += f"\n\n**{section['title']}**\n\n" + md_table(section["head"], section["rows"])
+    if data.get("missing"):
+        text += "\n\nNot measured (optional package missing, nothing installed): " + "; ".join(data["missing"]) + "."
+    return text
+
+
+RENDERERS: dict[str, Callable[[Path | None], str]] = {
+    "committed": render_committed,
+    "provenance": render_provenance,
+    "target": render_target,
+    "finetune-methods": _finetune_renderer("finetune-methods"),
+    "finetune-wide": _finetune_renderer("finetune-wide"),
+    "finetune-schedules": _finetune_renderer("finetune-schedules"),
+    "models": render_models,
+    "decompose": render_decompose,
+    "cp-planted": render_cp_planted,
+    "layers": render_layers,
+    "explore": render_explore,
+    "search": render_search,
+    "demo": render_demo,
+    "anchors": render_anchors,
+}
+
+
+def tables(text: str) -> dict[str, str]:
+    """NAME -> the body between the markers, as it stands in ``text``."""
+    return {m["name"]: m["body"] for m in MARKER.finditer(text)}
+
+
+def render_body(name: str, results: Path | None = None) -> str:
+    if name not in RENDERERS:
+        raise RenderError(f"<!-- table:{name} -->: no such table (known: {', '.join(RENDERERS)})")
+    return RENDERERS[name](results).rstrip("\n") + "\n"
+
+
+def render_text(text: str, results: Path | None = None, only: set[str] | None = None) -> str:
+    """``text`` with every generated table (or those in ``only``) rewritten from the JSON."""
+    opens = re.findall(r"<!-- table:([a-z0-9-]+) -->", text)
+    if len(opens) != len(tables(text)):
+        raise RenderError("a <!-- table:NAME --> marker has no matching <!-- /table:NAME -->")
+
+    def sub(m: re.Match) -> str:
+        name = m["name"]
+        body = m["body"] if only is not None and name not in only else render_body(name, results)
+        return f"<!-- table:{name} -->\n{body}<!-- /table:{name} -->"
+
+    return MARKER.sub(sub, text)
+
+
+def check(path: Path = BENCHMARKS_MD, results: Path | None = None, only: set[str] | None = None) -> list[str]:
+    """The unified diff between ``path`` and what this script would write (empty: up to date)."""
+    text = path.read_text()
+    new = render_text(text, results, only)
+    return list(difflib.unified_diff(text.splitlines(keepends=True), new.splitlines(keepends=True),
+                                     str(path), f"{path} (rendered)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 and print the diff if the file is not up to date")
+    ap.add_argument("--file", type=Path, default=BENCHMARKS_MD)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            diff = check(args.file, args.results)
+            if diff:
+                sys.stdout.writelines(diff)
+                print(f"\n{args.file}: out of date; run .venv/bin/python benchmarks/render.py", file=sys.stderr)
+                return 1
+            print(f"{args.file}: every table matches its JSON ({len(tables(args.file.read_text()))} tables)")
+            return 0
+        text = args.file.read_text()
+        new = render_text(text, args.results)
+        if new != text:
+            args.file.write_text(new)
+        print(f"{args.file}: {len(tables(new))} tables rendered")
+        return 0
+    except RenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
