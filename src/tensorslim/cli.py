@@ -39,7 +39,15 @@ def _default_dataset(data_dir: str | None) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="tensorslim")
 def cli() -> None:
-    """Compress CNNs with tensor methods (SVD, CP, Tucker-2, Tensor-Train, TCL/TRL) for edge devices."""
+    """Compress CNNs with tensor methods (SVD, CP, Tucker-2, Tensor-Train, TCL/TRL) for edge devices.
+
+    Files never run code: a model.json, plan or study may only name a built-in model unless the command is
+    given --trust-code."""
+    from .trust import set_trusted
+
+    set_trusted(False)  # each invocation starts untrusted; the command's own --trust-code sets it
+
+
 
 
 @cli.command("data")
@@ -262,6 +270,26 @@ def _register_stage_commands() -> None:
 
 
 _register_stage_commands()
+
+
+def _trust_code(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from .trust import set_trusted
+
+    if value:
+        set_trusted(True)
+
+
+def _add_trust_option() -> None:
+    """``--trust-code`` on every command: builders named in files (model.json, plans, studies) may then run
+    user code; without it only built-in models are built (see ``tensorslim.trust``)."""
+    for command in cli.commands.values():
+        command.params.append(click.Option(
+            ["--trust-code"], is_flag=True, expose_value=False, is_eager=True, callback=_trust_code,
+            help="Allow model.json / plans / studies to name a user factory (module:function or file.py:function); "
+                 "that code then runs. Off by default: only built-in models are built from files."))
+
+
+_add_trust_option()
 
 
 def main(argv: list[str] | None = None) -> None:

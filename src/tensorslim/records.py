@@ -12,7 +12,7 @@
 where ``LAYER`` is ``{"name", "type", "config", "method", "rank", "rel_error", "params_before", "params_after",
 "macs_before", "macs_after"}`` (``name``, ``type`` and ``config`` are required: they rebuild the layer).
 
-``metrics.json`` is an object whose known keys are typed (``accuracy``: split → percent; ``evaluated_on``: split
+``metrics.json`` is an object whose known keys are typed (``accuracy``: a percentage, or split → percent; ``evaluated_on``: split
 → dataset; ``params``/``macs``: counts; ``history``: a list of per-epoch objects); other keys are kept as
 free-form JSON, since each stage adds its own record.
 
@@ -262,9 +262,12 @@ def parse_metrics(data: Any, source: Any = METRICS) -> dict[str, Any]:
     check_json_value(data, where, depth_limit=32, items_limit=1_000_000)
     accuracy = data.get("accuracy")
     if accuracy is not None:
-        if not isinstance(accuracy, dict) or not all(
-                isinstance(v, dict) or v is None or (_is_number(v) and 0 <= v <= 100) for v in accuracy.values()):
-            raise ModelError(f"{where}: 'accuracy' must map splits to percentages in [0, 100]")
+        def percent(v: Any) -> bool:
+            return _is_number(v) and 0 <= v <= 100
+
+        if not (percent(accuracy) or (isinstance(accuracy, dict) and all(
+                v is None or percent(v) or isinstance(v, dict) for v in accuracy.values()))):
+            raise ModelError(f"{where}: 'accuracy' must be a percentage or map splits to percentages in [0, 100]")
     evaluated = data.get("evaluated_on")
     if evaluated is not None and (not isinstance(evaluated, dict) or not all(
             isinstance(v, (str, dict)) for v in evaluated.values())):

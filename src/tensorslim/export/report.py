@@ -114,20 +114,6 @@ class Entry:
 # reading
 
 
-def _read_json(file: Path, required: bool = False) -> dict[str, Any]:
-    if not file.exists():
-        if required:
-            raise ReportError(f"{file}: not found")
-        return {}
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportError(f"{file}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{file}: expected a JSON object")
-    return data
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -229,8 +215,11 @@ def _read_entry(path: Path, notes: list[str]) -> Entry:
         raise ReportError(f"{path}: no such model directory")
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (expected a model directory with model.json)")
-    meta = _read_json(path / "model.json")
-    metrics = _read_json(path / "metrics.json")
+    from .. import modeldir
+
+    # a model directory is validated against its schema, and its builder against tensorslim.trust
+    meta = modeldir.read_meta(path) if (path / modeldir.MODEL_JSON).exists() else {}
+    metrics = modeldir.read_metrics(path)
     if not meta and not metrics:
         raise ReportError(f"{path}: neither model.json nor metrics.json found")
     e = Entry(name=path.name, path=path)

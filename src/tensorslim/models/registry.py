@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
