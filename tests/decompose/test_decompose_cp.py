@@ -231,6 +231,8 @@ def test_rejects_bad_options():
         cp_power(torch.ones(3, 4, 5), 2, stop="never")
     with pytest.raises(ValueError, match="tol"):
         cp_power(torch.ones(3, 4, 5), 2, tol=float("nan"))
+    with pytest.raises(ValueError, match="precision"):
+        cp_als(torch.ones(3, 4, 5), 2, precision="half")
 
 
 @pytest.mark.parametrize("fn", [cp_power, cp_als])
@@ -279,7 +281,7 @@ def _keyword_options(fn):
 def test_both_algorithms_share_option_names():
     shared = {"init", "n_iter_max", "tol", "seed"}
     assert _keyword_options(cp_power) == shared | {"stop"}
-    assert _keyword_options(cp_als) == shared | {"linesearch"}
+    assert _keyword_options(cp_als) == shared | {"linesearch", "precision"}
 
 
 # A non-default value of every option, and the options it needs to have an effect.
@@ -289,7 +291,8 @@ NON_DEFAULT = {
                "stop": ({"stop": "vectors"}, {})},
     cp_als: {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
              "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
-             "linesearch": ({"linesearch": False}, {})},
+             "linesearch": ({"linesearch": False}, {}),
+             "precision": ({"precision": "mixed"}, {})},
 }
 
 
@@ -360,8 +363,9 @@ def test_als_reaches_the_noise_floor_of_a_planted_conv_kernel():
     noise = 0.02 * noise / noise.norm()
     x = clean + noise
     floor = float(noise.norm() / x.norm())
-    res = cp_als(x, rank)
-    assert res.rel_error <= 1.05 * floor
-    # the fitted model cannot beat the floor by more than the noise its parameters can absorb
     dof = rank * (sum(shape) - len(shape) + 1)
-    assert res.rel_error >= floor * math.sqrt(1 - 2 * dof / x.numel())
+    for precision in ("float64", "mixed"):  # "mixed": float32 GEMMs until close, then float64
+        res = cp_als(x, rank, precision=precision)
+        assert res.rel_error <= 1.05 * floor
+        # the fitted model cannot beat the floor by more than the noise its parameters can absorb
+        assert res.rel_error >= floor * math.sqrt(1 - 2 * dof / x.numel())

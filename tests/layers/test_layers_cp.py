@@ -207,7 +207,7 @@ def test_decomposition_value_error_is_wrapped(monkeypatch):
 
 def test_option_names_per_algorithm():
     assert cp_option_names("power") == {"init", "n_iter_max", "tol", "seed", "stop"}
-    assert cp_option_names("als") == {"init", "n_iter_max", "tol", "seed", "linesearch"}
+    assert cp_option_names("als") == {"init", "n_iter_max", "tol", "seed", "linesearch", "precision"}
     with pytest.raises(ValueError, match="algorithm"):
         cp_option_names("sgd")
 
@@ -219,7 +219,8 @@ NON_DEFAULT = {
               "stop": ({"stop": "vectors"}, {})},
     "als": {"init": ({"init": "random"}, {}), "n_iter_max": ({"n_iter_max": 1}, {}),
             "tol": ({"tol": 0.5}, {}), "seed": ({"seed": 1}, {"init": "random"}),
-            "linesearch": ({"linesearch": False}, {})},
+            "linesearch": ({"linesearch": False}, {}),
+            "precision": ({"precision": "mixed"}, {})},
 }
 
 

@@ -7,7 +7,8 @@ A rank-R CP decomposition writes an N-way tensor as a sum of R outer products,
 For a conv kernel T×S×k×k, CP-3 (Astrid & Lee) decomposes the reshape T×S×k² and CP-4 (Lebedev) the 4-way
 kernel itself; both are plain calls of :func:`cp_power` or :func:`cp_als` on the right reshape.
 
-Algorithms (all arithmetic in float64, results in the input's dtype):
+Algorithms (arithmetic in float64 except where :func:`cp_als`'s ``precision`` says otherwise; results in the
+input's dtype):
 
 * :func:`cp_power` — the tensor power method with deflation (Astrid & Lee 2017): R times, find the best
   rank-1 approximation of the residual by alternating power updates (higher-order power method, HOPM) and
@@ -16,7 +17,13 @@ Algorithms (all arithmetic in float64, results in the input's dtype):
   deflation), not from random vectors: the start is deterministic and lies close to the dominant rank-1 term.
 * :func:`cp_als` — alternating least squares with an MTTKRP that never materialises a Khatri–Rao product,
   columns normalised after every update, a cheap error from Gram matrices, and Bro-style extrapolation
-  ("line search") that is accepted only when it lowers the error.
+  ("line search") that is accepted only when it lowers the error. It starts from a GEVD (Jennrich) start
+  where that fits far better than the SVD start after one sweep (near-low-rank tensors, where ALS from SVD
+  often stalls in swamps), else from the SVD start; on large problems the two big GEMMs of a sweep run in
+  float32 until the error settles.
+
+Both take the same option names: ``init``, ``n_iter_max``, ``tol``, ``seed``; plus ``stop`` (power) and
+``linesearch``, ``precision`` (ALS). ``benchmarks/bench_cp.py`` measures ALS against TensorLy's ``parafac``.
 """
 
 from __future__ import annotations
@@ -340,7 +347,7 @@ ALS_INITS = ("auto", "gevd", "svd", "random", "power")
 
 
 def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: int = 100, tol: float = 1e-8,
-           seed: int = 0, linesearch: bool = True, **deprecated: Any) -> CPResult:
+           seed: int = 0, linesearch: bool = True, precision: str = "auto", **deprecated: Any) -> CPResult:
     """Rank-``rank`` CP decomposition by alternating least squares.
 
     ``init``:
@@ -373,6 +380,15 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
     less than ``tol`` between sweeps or after ``n_iter_max`` sweeps; the reported ``rel_error`` is
     recomputed exactly from the final factors.
 
+    ``precision``: ``"float64"`` runs everything in float64. ``"mixed"`` runs the two large GEMMs of a sweep
+    (the only steps that touch the whole tensor) on a float32 copy of it while the error still drops by
+    more than ``MIXED_SWITCH`` (1e-5) per sweep, then switches to float64 for good; the Gram matrices,
+    solves, line search and errors stay float64, the stopping test on ``tol`` only applies in the float64
+    phase, and the reported error is exact. float32 GEMMs are 2–2.5× faster on CPUs; their rounding
+    (~1e-7 relative) is far below what a float32 network layer can hold. ``"auto"`` (default): ``"mixed"``
+    where ``numel · rank >= 2^27`` (e.g. a 512×512×3×3 kernel at rank 256; there one sweep takes ~0.1 s in
+    float64), ``"float64"`` below.
+
     TensorLy's ``random_state`` and cp_power's old ``max_iter`` are accepted for ``seed`` / ``n_iter_max``,
     with a DeprecationWarning.
     """
@@ -384,6 +400,8 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
     tol = check_positive_float(tol, "tol", allow_zero=True)
     if not isinstance(linesearch, bool):
         raise ValueError(f"linesearch must be True or False, got {linesearch!r}")
+    if precision not in ("auto", "float64", "mixed"):
+        raise ValueError(f"precision must be 'auto', 'float64' or 'mixed', got {precision!r}")
 
     shape = tuple(work.shape)
     ndim = len(shape)
@@ -401,6 +419,8 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
         return _finish(work, torch.zeros(rank, dtype=WORK_DTYPE, device=work.device),
                        [factors[perm.index(n)] for n in range(ndim)], dtype, 0, "als", rel_error=0.0)
 
+    mixed = precision == "mixed" or (precision == "auto" and x.numel() * rank >= MIXED_MIN_WORK)
+    big = x.to(torch.float32) if mixed else x  # the operand of the two large GEMMs of a sweep
     grams = [f.transpose(0, 1) @ f for f in factors]
     err = math.inf
     prev_err = math.inf
@@ -411,16 +431,17 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
     if trial:
         # "auto": one sweep from the GEVD start and one from the SVD start; the GEVD start is kept only when
         # it fits far better (the tensor is then close to rank R and GEVD has found its components).
-        weights, factors, grams, err = _sweep(x, weights, factors, grams, norm_sq)
+        weights, factors, grams, err = _sweep(big, weights, factors, grams, norm_sq)
         svd_w, svd_f = _als_init(x, work, rank, "svd", seed, perm)
-        svd_w, svd_f, svd_g, svd_err = _sweep(x, svd_w, svd_f, [f.transpose(0, 1) @ f for f in svd_f], norm_sq)
+        svd_w, svd_f, svd_g, svd_err = _sweep(big, svd_w, svd_f, [f.transpose(0, 1) @ f for f in svd_f],
+                                              norm_sq)
         if not err < AUTO_GEVD_MARGIN * svd_err:
             weights, factors, grams, err = svd_w, svd_f, svd_g, svd_err
         n_done, first, prev_err = 1, 1, err  # the trial counts as the first sweep
     for it in range(first, n_iter_max):
         n_done = it + 1
         old_weights, old_factors = weights, list(factors)  # updates replace tensors, never mutate them
-        weights, factors, grams, err = _sweep(x, weights, factors, grams, norm_sq, lead_mttkrp)
+        weights, factors, grams, err = _sweep(big, weights, factors, grams, norm_sq, lead_mttkrp)
         lead_mttkrp = None
 
         if linesearch and it >= 2:
@@ -429,7 +450,7 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
             cand_f = [o + jump * (f - o) for o, f in zip(old_factors, factors)]
             cand_w, cand_f = _normalise(cand_w, cand_f)
             cand_grams = [f.transpose(0, 1) @ f for f in cand_f]
-            cand_m0 = _mttkrp_first(x, cand_f)
+            cand_m0 = _mttkrp_first(big, cand_f)
             cand_inner = float((cand_m0 * cand_f[0]).sum(0) @ cand_w)
             cand_err = _err_from_parts(norm_sq, cand_inner, cand_w, cand_grams)
             if cand_err < err:
@@ -441,7 +462,10 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
                 if acc_fail >= 4:
                     acc_pow += 1.0
                     acc_fail = 0
-        if tol > 0 and abs(prev_err - err) < tol:
+        if big is not x:
+            if abs(prev_err - err) < MIXED_SWITCH:
+                big = x  # close to a fixed point: float64 from here on
+        elif tol > 0 and abs(prev_err - err) < tol:
             break
         prev_err = err
 
@@ -457,28 +481,35 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
 
 _TINY = torch.finfo(WORK_DTYPE).tiny
 
+MIXED_MIN_WORK = 2 ** 27
+"""``precision="auto"`` uses float32 GEMMs from this ``numel · rank`` on."""
+
+MIXED_SWITCH = 1e-5
+"""``precision="mixed"`` switches to float64 once the error drops by less than this in a sweep."""
+
 
 AUTO_GEVD_MARGIN = 0.5
 """``init="auto"`` keeps the GEVD start when its error after one sweep is below this fraction of the SVD
 start's (planted low-rank kernels: a few percent; trained kernels, far from any low rank: 0.75–0.9)."""
 
 
-def _sweep(x: torch.Tensor, weights: torch.Tensor, factors: Sequence[torch.Tensor], grams: Sequence[torch.Tensor],
+def _sweep(big: torch.Tensor, weights: torch.Tensor, factors: Sequence[torch.Tensor], grams: Sequence[torch.Tensor],
            norm_sq: float, lead_mttkrp: torch.Tensor | None = None
            ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], float]:
-    """One ALS sweep over all modes of ``x`` (ALS layout); new lists are returned, inputs are not mutated.
+    """One ALS sweep over all modes of ``big`` (the tensor in ALS layout, float64 or its float32 copy); new
+    lists are returned, inputs are not mutated.
 
     ``lead_mttkrp``: the mode-0 MTTKRP of ``factors`` when already known. Returns (weights, factors, Gram
     matrices, relative error).
     """
     factors, grams = list(factors), list(grams)
-    ndim = x.ndim
+    ndim = big.ndim
     # --- the longest mode (mode 0 of the permuted tensor)
-    m0 = lead_mttkrp if lead_mttkrp is not None else _mttkrp_first(x, factors)
+    m0 = lead_mttkrp if lead_mttkrp is not None else _mttkrp_first(big, factors)
     weights, factors[0] = _solve_update(m0, grams, 0)
     grams[0] = factors[0].transpose(0, 1) @ factors[0]
     # --- the other modes, sharing X ×₀ A
-    shared = _contract_first(x, factors[0])
+    shared = _contract_first(big, factors[0])
     mttkrp = m0
     for n in range(1, ndim):
         mttkrp = _mttkrp_from_shared(shared, factors, n)
@@ -620,23 +651,25 @@ def _err_from_parts(norm_sq: float, inner: float, weights: torch.Tensor,
 
 
 def _mttkrp_first(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """MTTKRP of mode 0, ``X_(0) (⊙ of the other factors)``, for ``x`` in ALS layout.
+    """MTTKRP of mode 0, ``X_(0) (⊙ of the other factors)``, for ``x`` in ALS layout, as float64.
 
     One GEMM contracts the last (second longest) mode; the middle modes, whose Khatri–Rao product is small,
-    are then summed out with a batched matrix-vector product.
+    are then summed out with a batched matrix-vector product. Runs in ``x``'s dtype (float32 in the mixed
+    phase of :func:`cp_als`).
     """
     rank = int(factors[0].shape[1])
-    t = x.reshape(-1, x.shape[-1]) @ factors[-1]  # (I_0 · middle) × R
-    if x.ndim == 2:
-        return t
-    kr = _khatri_rao(factors[1:-1])  # middle × R
-    t = t.reshape(x.shape[0], -1, rank)
-    return torch.bmm(t.permute(2, 0, 1), kr.transpose(0, 1).unsqueeze(-1)).squeeze(-1).transpose(0, 1)
+    t = x.reshape(-1, x.shape[-1]) @ factors[-1].to(x.dtype)  # (I_0 · middle) × R
+    if x.ndim > 2:
+        kr = _khatri_rao(factors[1:-1]).to(x.dtype)  # middle × R
+        t = t.reshape(x.shape[0], -1, rank)
+        t = torch.bmm(t.permute(2, 0, 1), kr.transpose(0, 1).unsqueeze(-1)).squeeze(-1).transpose(0, 1)
+    return t.to(WORK_DTYPE)
 
 
 def _contract_first(x: torch.Tensor, factor0: torch.Tensor) -> torch.Tensor:
-    """``X ×₀ factor0ᵀ`` with the R axis first: shape ``(R,) + x.shape[1:]``."""
-    return (factor0.transpose(0, 1) @ x.reshape(x.shape[0], -1)).reshape(-1, *x.shape[1:])
+    """``X ×₀ factor0ᵀ`` with the R axis first: shape ``(R,) + x.shape[1:]``, as float64."""
+    out = factor0.transpose(0, 1).to(x.dtype) @ x.reshape(x.shape[0], -1)
+    return out.to(WORK_DTYPE).reshape(-1, *x.shape[1:])
 
 
 def _mttkrp_from_shared(shared: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
