@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                     res, secs = timed(tly.parafac, tensor, rank)
                     row(name, shape, form, ratio, rank, "tensorly-parafac", res.rel_error, secs)
             if "tucker2" not in args.skip:
-                r2 = ranks.tucker2_ranks_for_ratio(T, S, kh, kw, ratio)
-                label = f"{r2[0]},{r2[1]}"
+                r_in, r_out = ranks.tucker2_ranks_for_ratio(T, S, kh, kw, ratio)
+                r2 = (r_out, r_in)  # partial_tucker takes ranks in the order of its modes (0 = out, 1 = in)
+                label = f"{r_in},{r_out}"
                 res, secs = timed(partial_tucker, kernel, (0, 1), r2)
                 row(name, shape, "tucker2", ratio, label, "ours-partial_tucker", res.rel_error, secs)
                 if use_tl:

@@ -60,3 +60,44 @@ def test_single_rule_plan_from_cli_options():
     rule = p.rules[0]
     assert (rule.method, rule.rank_kind, rule.rank_value, rule.exclude) == (
         "tucker2", "vbmf", "weakened", ("features.0",))
+
+
+@pytest.mark.parametrize("options, ok", [
+    ({"algorithm": "power", "n_iter_max": 5}, True),
+    ({"algorithm": "als", "n_iter_max": 5, "tol": 1e-6}, True),
+    ({"n_iter_max": 5}, True),  # power, the default algorithm, takes the same option name as ALS
+    ({"algorithm": "power", "max_iter": 5}, False),  # the old power-method spelling is not an option name
+    ({"algorithm": "als", "bogus": 1}, False),
+    ({"algorithm": "newton"}, False),
+    ({"form": "cp5"}, False),
+])
+def test_cp_options_are_validated_per_algorithm_from_the_real_signature(options, ok):
+    from tensorslim.layers.cp import cp_option_names
+
+    rule = {"layers": "*", "method": "cp", "rank": 2, "options": options}
+    if ok:
+        parsed = plan.parse({"rules": [rule]})
+        extra = set(options) - {"algorithm", "form"}
+        assert extra <= cp_option_names(options.get("algorithm", "power"))
+        assert parsed.rules[0].options == options
+    else:
+        with pytest.raises(plan.PlanError, match="rule 1"):
+            plan.parse({"rules": [rule]})
+
+
+def test_plan_options_reach_the_decomposition_with_either_algorithm():
+    """n_iter_max=1 (validated by the plan) changes the fit of both algorithms: the option is really passed."""
+    import torch
+    from torch import nn
+
+    from tensorslim.surgery import compress_with_report
+
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1))
+    for algorithm in ("power", "als"):
+        errors = []
+        for n_iter in (1, 50):
+            rule = {"layers": "0", "method": "cp", "rank": 3, "options": {"algorithm": algorithm, "n_iter_max": n_iter}}
+            _, report = compress_with_report(conv, {"rules": [rule]}, (8, 6, 6))
+            errors.append(report.layers[0]["rel_error"])
+        assert errors[0] != errors[1], algorithm

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import tensorslim
-from tensorslim import modeldir
+from tensorslim import modeldir, plan
 from tensorslim.decompose import ranks
 from tensorslim.errors import DecompositionError, TensorSlimError
 from tensorslim.surgery import compress, compress_with_report
@@ -114,3 +114,57 @@ def test_nan_weights_are_refused_with_the_layer_name():
         model.get_submodule("classifier.fc1").weight[0, 0] = float("nan")
     with pytest.raises(DecompositionError, match="classifier.fc1"):
         compress(model, {"rules": [{"layers": "classifier.fc1", "method": "svd", "rank": 4}]})
+
+
+def _noise_linear_model():
+    """A Linear layer of pure Gaussian noise: EVBMF finds rank 0 (nothing above noise)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(384, 384))
+    with torch.no_grad():
+        model[1].weight.normal_()
+    return model
+
+
+@pytest.mark.parametrize("vbmf", [True, "weakened"])
+def test_evbmf_rank_zero_skips_the_layer_with_its_reason(vbmf):
+    from tensorslim.decompose import ranks
+
+    model = _noise_linear_model()
+    assert ranks.evbmf(model[1].weight.detach())[0] == 0  # the independent reference: no component above noise
+    new, report = compress_with_report(model, {"rules": [{"layers": "*", "method": "svd", "vbmf": vbmf}]}, (384,))
+    assert not report.layers
+    assert report.skipped == [{"name": "1", "reason": "EVBMF finds no component above noise"}]
+    assert isinstance(new[1], nn.Linear)
+    with pytest.raises(TensorSlimError, match="EVBMF finds no component above noise"):  # a rule naming the layer
+        compress_with_report(model, {"rules": [{"layers": "1", "method": "svd", "vbmf": vbmf}]}, (384,))
+
+
+@pytest.mark.parametrize("spec", [
+    {"rank": 1}, {"rank": [1, 1]}, {"rank": [1, 1, 1]}, {"ratio": 0.3}, {"macs_ratio": 0.3}, {"energy": 0.99},
+    {"vbmf": True}, {"vbmf": "weakened"},
+])
+@pytest.mark.parametrize("method", ["svd", "cp", "tucker2", "tt", "tcl"])
+def test_no_rank_rule_grows_a_layer(method, spec):
+    """Whatever the rule, every replaced layer has at most the dense layer's params and MACs (hand count)."""
+    model = lenet()
+    try:
+        plan.parse({"rules": [{"layers": "*", "method": method, **spec}]})
+    except plan.PlanError:
+        pytest.skip(f"{method} takes no {spec}")
+    _, report = compress_with_report(model, {"rules": [{"layers": "*", "method": method, **spec}]})
+    for e in report.layers:
+        dense = model.get_submodule(e["name"])
+        assert e["params_after"] <= sum(p.numel() for p in dense.parameters())
+        assert e["params_after"] <= e["params_before"] and e["macs_after"] <= e["macs_before"], e
+
+
+def test_explicit_rule_that_would_grow_the_layer_is_skipped_unless_forced():
+    model = lenet()  # classifier.fc1: 400 -> 120; rank 110 SVD has 110·520 + 120 > 48,120 params and MACs
+    rule = {"layers": "classifier.fc1", "method": "svd", "rank": 110}
+    new, report = compress_with_report(model, {"rules": [rule]})
+    assert not report.layers and "would not get faster (57,200 MACs > dense 48,000)" in report.skipped[0]["reason"]
+    assert '"force": true' in report.skipped[0]["reason"]
+    assert isinstance(new.get_submodule("classifier.fc1"), nn.Linear)
+    new, report = compress_with_report(model, {"rules": [{**rule, "force": True}]})
+    assert report.layers[0]["params_after"] == 110 * (400 + 120) + 120
+    assert type(new.get_submodule("classifier.fc1")).__name__ == "SVDLinear"

@@ -100,6 +100,7 @@ def save(
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        meta["weights_sha256"] = sha256_file(tmp / WEIGHTS)
         (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / METRICS).write_text(json.dumps(metrics or {}, indent=2) + "\n")
         for name, data in (extra_files or {}).items():
@@ -222,6 +223,16 @@ def check_header(header: dict[str, tuple[str, tuple[int, ...]]], model: nn.Modul
             raise ModelError(f"{source}: {name} is {dtype}, the model expects {tensor.dtype}")
 
 
+def sha256_file(file: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_weights(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a plain ``.pt/.pth`` (``weights_only=True``: no code runs)."""
     file = Path(file)
@@ -281,6 +292,8 @@ def load(path: str | os.PathLike, *, trust_code: bool | None = None) -> nn.Modul
     record = read_record(path, trust_code=trust_code)
     source = path / MODEL_JSON
     header = read_safetensors_header(path / WEIGHTS)
+    if record.weights_sha256 is not None and sha256_file(path / WEIGHTS) != record.weights_sha256:
+        raise ModelError(f"{path / WEIGHTS}: does not match the checksum in {MODEL_JSON} (corrupt or replaced)")
     skeleton = None
     try:
         with torch.device("meta"):

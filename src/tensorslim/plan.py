@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,11 +43,15 @@ METHODS = ("svd", "cp", "tucker2", "tt", "tcl")
 RANK_KEYS = ("rank", "ratio", "macs_ratio", "energy", "vbmf")
 OPTION_KEYS = {
     "svd": set(),
-    "cp": {"algorithm", "form", "n_iter_max", "tol", "seed"},
+    "cp": {"algorithm", "form"},  # + the chosen algorithm's own options (see _check_options)
     "tucker2": {"k", "min_rank"},
     "tt": {"in_shape", "out_shape", "max_factors"},
     "tcl": {"bn"},
 }
+
+
+RANK_LENGTH = {"tucker2": 2, "tcl": 3}  # explicit ranks given as lists (TT takes an int or a list)
+RANK_FORM = {"tucker2": "[r_in, r_out]", "tcl": "[R_C, R_H, R_W]"}
 
 
 class PlanError(TensorSlimError):
@@ -129,12 +132,12 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     options = raw.get("options", {}) or {}
     if not isinstance(options, dict):
         raise PlanError(f"{where}: options must be an object")
-    bad = set(options) - OPTION_KEYS[method]
-    if bad:
-        raise PlanError(f"{where}: option {sorted(bad)[0]!r} does not apply to {method}")
+    _check_options(method, options, where)
     exclude = raw.get("exclude", [])
     if isinstance(exclude, str):
         exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+        raise PlanError(f"{where}: 'exclude' must be a glob string or a list of them")
     layers = raw.get("layers", "*")
     if not isinstance(layers, str) or not layers:
         raise PlanError(f"{where}: 'layers' must be a non-empty glob string")
@@ -145,6 +148,28 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     if not isinstance(force, bool):
         raise PlanError(f"{where}: force must be true or false")
     return Rule(layers, method, kind, value, dict(options), tuple(exclude), skip, force)
+
+
+def _check_options(method: str, options: dict[str, Any], where: str) -> None:
+    """Options are checked per (method, algorithm): CP's decomposition options come from the real signature of
+    the algorithm's function (``tensorslim.layers.cp.cp_option_names``), so a plan cannot name an option that
+    the chosen algorithm does not take."""
+    if method != "cp":
+        bad = set(options) - OPTION_KEYS[method]
+        if bad:
+            raise PlanError(f"{where}: option {sorted(bad)[0]!r} does not apply to {method}")
+        return
+    from .layers.cp import FORMS, check_cp_options
+
+    algorithm = options.get("algorithm", "power")
+    if algorithm not in ("power", "als"):
+        raise PlanError(f"{where}: cp option 'algorithm' must be \"power\" or \"als\", not {algorithm!r}")
+    if options.get("form", "cp3") not in FORMS:
+        raise PlanError(f"{where}: cp option 'form' must be one of {', '.join(FORMS)}, not {options['form']!r}")
+    try:
+        check_cp_options(algorithm, {k: v for k, v in options.items() if k not in ("algorithm", "form")})
+    except ValueError as err:
+        raise PlanError(f"{where}: {err}") from None
 
 
 def _check_rank_value(kind: str, value: Any, method: str, where: str) -> None:
@@ -162,17 +187,23 @@ def _check_rank_value(kind: str, value: Any, method: str, where: str) -> None:
             raise PlanError(f"{where}: rank must be an integer or a list of integers, not {value!r}")
         if any(v < 1 for v in values):
             raise PlanError(f"{where}: rank must be >= 1, not {value!r}")
+        length = RANK_LENGTH.get(method)
+        if length is not None and (not isinstance(value, list) or len(value) != length):
+            raise PlanError(f"{where}: a {method} rank is {RANK_FORM[method]}, not {value!r}")
+        if method in ("svd", "cp") and isinstance(value, list):
+            raise PlanError(f"{where}: a {method} rank is one integer, not {value!r}")
 
 
 def read(path: str | os.PathLike) -> Plan:
     """Read and validate a plan file."""
+    from .errors import ModelError
+    from .records import read_json_object
+
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(f"{path}: plan file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PlanError(f"{path}: not valid JSON ({err})") from None
+        raw = read_json_object(path, "plan file")
+    except ModelError as err:
+        raise PlanError(str(err)) from None
     return parse(raw, str(path))
 
 

@@ -7,14 +7,15 @@
      "input_shape": [1, 28, 28],            # 1–4 positive ints, at most MAX_INPUT_ELEMENTS elements, or null
      "dataset": "fashion-mnist",            # or null
      "compression": null | {"plans": [PLAN, ...], "layers": [LAYER, ...], "skipped": [{"name", "reason"}]},
-     "trust_code": false}                   # true when the builder is user code (see tensorslim.trust)
+     "trust_code": false,                   # true when the builder is user code (see tensorslim.trust)
+     "weights_sha256": "…"}                 # checksum of weights.safetensors (checked on load when present)
 
 where ``LAYER`` is ``{"name", "type", "config", "method", "rank", "rel_error", "params_before", "params_after",
 "macs_before", "macs_after"}`` (``name``, ``type`` and ``config`` are required: they rebuild the layer).
 
-``metrics.json`` is an object whose known keys are typed (``accuracy``: a percentage, or split → percent; ``evaluated_on``: split
-→ dataset; ``params``/``macs``: counts; ``history``: a list of per-epoch objects); other keys are kept as
-free-form JSON, since each stage adds its own record.
+``metrics.json`` is an object whose known keys are typed (``accuracy``: a percentage, or split → percent;
+``evaluated_on``: split → dataset; ``params``/``macs``: counts; ``history``: a list of per-epoch objects); other
+keys are kept as free-form JSON, since each stage adds its own record.
 
 Every check raises :class:`~tensorslim.errors.ModelError` with one line naming the file and the field. The
 parsers touch only JSON: the checks of a record against a model (does a layer's config fit its slot) are in
@@ -49,7 +50,7 @@ MAX_DEPTH = 8  # nesting of kwargs / configs
 MAX_ITEMS = 4096  # length of any list or object inside kwargs / configs
 MAX_LAYERS = 100_000
 
-MODEL_KEYS = {"format", "version", "spec", "input_shape", "dataset", "compression", "trust_code"}
+MODEL_KEYS = {"format", "version", "spec", "input_shape", "dataset", "compression", "trust_code", "weights_sha256"}
 SPEC_KEYS = {"builder", "kwargs"}
 COMPRESSION_KEYS = {"plans", "layers", "skipped"}
 LAYER_REQUIRED = {"name", "type", "config"}
@@ -99,13 +100,17 @@ class ModelRecord:
     compression: CompressionRecord | None
     trust_code: bool = False
     version: int = VERSION
+    weights_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": self.version, "spec": self.spec.to_dict(),
-                "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-                "dataset": self.dataset,
-                "compression": self.compression.to_dict() if self.compression is not None else None,
-                "trust_code": self.trust_code}
+        out = {"format": FORMAT, "version": self.version, "spec": self.spec.to_dict(),
+               "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+               "dataset": self.dataset,
+               "compression": self.compression.to_dict() if self.compression is not None else None,
+               "trust_code": self.trust_code}
+        if self.weights_sha256 is not None:
+            out["weights_sha256"] = self.weights_sha256
+        return out
 
 
 # --- reading JSON files -------------------------------------------------------------------------------------
@@ -164,9 +169,13 @@ def parse_model(data: Any, source: Any = MODEL_JSON) -> ModelRecord:
     trust = data.get("trust_code", False)
     if not isinstance(trust, bool):
         raise ModelError(f"{where}: 'trust_code' must be true or false, not {_show(trust)}")
+    digest = data.get("weights_sha256")
+    if "weights_sha256" in data and not (isinstance(digest, str) and len(digest) == 64
+                                   and all(c in "0123456789abcdef" for c in digest)):
+        raise ModelError(f"{where}: 'weights_sha256' must be 64 lowercase hex digits, not {_show(digest)}")
     compression = data.get("compression")
     record = parse_compression(compression, where) if compression is not None else None
-    return ModelRecord(spec, shape, dataset, record, trust, version)
+    return ModelRecord(spec, shape, dataset, record, trust, version, digest)
 
 
 def parse_spec(spec: Any, where: str) -> BuildSpec:
@@ -177,8 +186,6 @@ def parse_spec(spec: Any, where: str) -> BuildSpec:
     if not isinstance(builder, str) or not builder or len(builder) > 500:
         raise ModelError(f"{where}: 'spec.builder' must be a model name or 'module:factory', not {_show(builder)}")
     kwargs = spec.get("kwargs", {})
-    if kwargs is None:
-        kwargs = {}
     if not isinstance(kwargs, dict):
         raise ModelError(f"{where}: 'spec.kwargs' must be an object, not {_show(kwargs)}")
     check_json_value(kwargs, f"{where}: 'spec.kwargs'")
@@ -244,7 +251,7 @@ def parse_layer(entry: Any, where: str) -> LayerRecord:
     extra = {k: entry[k] for k in LAYER_OPTIONAL if k in entry}
     check_json_value(extra, f"{where} ({name})")
     for key in ("params_before", "params_after", "macs_before", "macs_after"):
-        if key in extra and not (_is_int(extra[key]) and extra[key] >= 0):
+        if key in extra and not (_is_count(extra[key])):
             raise ModelError(f"{where} ({name}): {key!r} must be a non-negative integer, not {_show(extra[key])}")
     if "rel_error" in extra and not (extra["rel_error"] is None or _is_number(extra["rel_error"])):
         raise ModelError(f"{where} ({name}): 'rel_error' must be a number, not {_show(extra['rel_error'])}")
@@ -273,7 +280,7 @@ def parse_metrics(data: Any, source: Any = METRICS) -> dict[str, Any]:
             isinstance(v, (str, dict)) for v in evaluated.values())):
         raise ModelError(f"{where}: 'evaluated_on' must map splits to dataset names")
     for key in ("params", "macs"):
-        if key in data and not (_is_int(data[key]) and data[key] >= 0):
+        if key in data and not _is_count(data[key]):
             raise ModelError(f"{where}: {key!r} must be a non-negative integer, not {_show(data[key])}")
     history = data.get("history")
     if history is not None and (not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
@@ -327,6 +334,10 @@ def _no_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_DIM
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
 
 
 def _is_number(v: Any) -> bool:

@@ -125,9 +125,15 @@ def test_tucker2_ranks_evbmf_reads_both_channel_modes(gen):
     v = torch.linalg.qr(torch.randn(32, 4, generator=gen, dtype=torch.float64))[0]
     kernel = torch.einsum("abkl,ta,sb->tskl", core * 20, u, v)
     kernel = kernel + 0.05 * torch.randn(kernel.shape, generator=gen, dtype=torch.float64)
-    assert ranks.tucker2_ranks_evbmf(kernel) == (6, 4)
-    # weakened against the channel counts: int(48 - 0.8·42) = int(14.4) = 14, int(32 - 0.8·28) = int(9.6) = 9
-    assert ranks.tucker2_ranks_evbmf(kernel, k=0.8, min_rank=8) == (14, 9)
+    assert ranks.tucker2_ranks_evbmf(kernel) == (4, 6)  # (R_in, R_out), the order of every Tucker-2 API
+    # weakened against the channel counts: int(32 - 0.8·28) = int(9.6) = 9, int(48 - 0.8·42) = int(14.4) = 14
+    assert ranks.tucker2_ranks_evbmf(kernel, k=0.8, min_rank=8) == (9, 14)
+
+
+def test_tucker2_ranks_evbmf_reports_no_signal_as_rank_zero(gen):
+    noise = torch.randn(16, 8, 3, 3, generator=gen, dtype=torch.float64)
+    assert ranks.tucker2_ranks_evbmf(noise) == (0, 0)
+    assert ranks.tucker2_ranks_evbmf(noise, k=0.8) == (0, 0)  # not weakened up to a full-size layer
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -169,7 +175,7 @@ def test_param_counts_by_hand():
     assert ranks.svd_params(784, 625, 10) == 10 * 1409
     assert ranks.cp_params(8, 4, 3, 3, 10) == 210  # MUSCO's hand count: 10·(8 + 4 + 9)
     assert ranks.cp_params(8, 4, 3, 3, 10, "cp4") == 180  # 10·(8 + 4 + 3 + 3)
-    assert ranks.tucker2_params(8, 4, 3, 3, (5, 2)) == 138  # 2·4 + 9·2·5 + 5·8
+    assert ranks.tucker2_params(8, 4, 3, 3, (2, 5)) == 138  # 2·4 + 9·2·5 + 5·8
     assert ranks.tt_params((35, 20, 35, 20), 4) == 1100  # the T3F layer
     assert ranks.tt_params((4, 4, 4), 2) == 8 + 16 + 8
     assert ranks.tt_params((4, 4, 4), [1, 3, 2, 1]) == 12 + 24 + 8
@@ -202,13 +208,13 @@ def test_tucker2_ranks_for_ratio():
     assert ranks.tucker2_params(64, 64, 3, 3, (38, 38)) == 17860 <= 18432 < ranks.tucker2_params(64, 64, 3, 3,
                                                                                                     (39, 39))
     # T ≠ S: 9·8192ρ² + (64² + 128²)ρ − 0.25·9·8192 = 0 -> ρ = 0.3760 -> (48, 24)
-    assert ranks.tucker2_ranks_for_ratio(128, 64, 3, 3, 0.25) == (48, 24)
-    assert ranks.tucker2_params(128, 64, 3, 3, (48, 24)) <= 0.25 * 128 * 64 * 9
+    assert ranks.tucker2_ranks_for_ratio(128, 64, 3, 3, 0.25) == (24, 48)
+    assert ranks.tucker2_params(128, 64, 3, 3, (24, 48)) <= 0.25 * 128 * 64 * 9
     # equal ranks: 9R² + 192R − 18432 = 0 -> R = 35.6 -> 35
     assert ranks.tucker2_ranks_for_ratio(128, 64, 3, 3, 0.25, balance="equal") == (35, 35)
     # an RGB first layer: R_in clipped up to 1, R_out lowered so that the budget still holds
     r = ranks.tucker2_ranks_for_ratio(64, 3, 3, 3, 0.5)
-    assert r == (11, 1) and ranks.tucker2_params(64, 3, 3, 3, r) <= 0.5 * 64 * 3 * 9
+    assert r == (1, 11) and ranks.tucker2_params(64, 3, 3, 3, r) <= 0.5 * 64 * 3 * 9
 
 
 def test_tt_rank_for_ratio():
@@ -248,7 +254,7 @@ def test_macs_by_hand():
     assert ranks.cp_conv_macs(10, 64, 32, 3, 3, 32, 16) == 10 * (32 * 1024 + 9 * 256 + 64 * 256)
     assert ranks.cp_conv_macs(10, 64, 32, 3, 3, 32, 16, "cp4") == 10 * (32 * 1024 + 3 * 16 * 32 + 3 * 256
                                                                           + 64 * 256)
-    assert ranks.tucker2_conv_macs((20, 10), 64, 32, 3, 3, (32, 32), (16, 16)) == (32 * 10 * 1024
+    assert ranks.tucker2_conv_macs((10, 20), 64, 32, 3, 3, (32, 32), (16, 16)) == (32 * 10 * 1024
                                                                                      + 9 * 200 * 256
                                                                                      + 64 * 20 * 256)
 

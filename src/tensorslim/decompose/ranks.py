@@ -253,20 +253,21 @@ def weakened_evbmf(rank_full: int, rank_vbmf: int, k: float = 0.8, min_rank: int
 
 def tucker2_ranks_evbmf(kernel: torch.Tensor, *, k: float | None = None,
                         min_rank: int = 21) -> tuple[int, int]:
-    """Tucker-2 ranks ``(R_out, R_in)`` of a conv kernel T×S×kh×kw by EVBMF (Kim et al. 2016).
+    """Tucker-2 ranks ``(R_in, R_out)`` of a conv kernel T×S×kh×kw by EVBMF (Kim et al. 2016).
 
-    R_out is the EVBMF rank of the mode-0 unfolding (T × S·kh·kw), R_in that of the mode-1 unfolding
-    (S × T·kh·kw). With ``k`` given, each is weakened with :func:`weakened_evbmf` against the channel count
-    (``min_rank`` applies then). A rank of 0 (nothing above the noise) becomes 1 without weakening.
+    R_in is the EVBMF rank of the mode-1 unfolding (S × T·kh·kw), R_out that of the mode-0 unfolding
+    (T × S·kh·kw). With ``k`` given, each is weakened with :func:`weakened_evbmf` against the channel count
+    (``min_rank`` applies then). A mode with nothing above the noise gets rank 0, weakened or not: the caller
+    decides what that means (``tensorslim.surgery`` skips the layer and says why).
     """
     work, _ = prepare(kernel, "kernel", ndim=4)
     out: list[int] = []
-    for mode in (0, 1):
+    for mode in (1, 0):
         rank, _ = evbmf(unfold(work, mode))
         full = int(work.shape[mode])
-        if k is not None:
+        if k is not None and rank > 0:
             rank = weakened_evbmf(full, rank, k=k, min_rank=min_rank)
-        out.append(max(rank, 1))
+        out.append(rank)
     return out[0], out[1]
 
 
@@ -286,8 +287,8 @@ def cp_params(T: int, S: int, kh: int, kw: int, rank: int, form: str = "cp3") ->
 
 
 def tucker2_params(T: int, S: int, kh: int, kw: int, ranks: tuple[int, int] | Sequence[int]) -> int:
-    """Tucker-2 conv weights ``S·R_in + kh·kw·R_in·R_out + T·R_out`` for ``ranks = (R_out, R_in)``."""
-    r_out, r_in = (int(r) for r in ranks)
+    """Tucker-2 conv weights ``S·R_in + kh·kw·R_in·R_out + T·R_out`` for ``ranks = (R_in, R_out)``."""
+    r_in, r_out = (int(r) for r in ranks)
     return S * r_in + kh * kw * r_in * r_out + T * r_out
 
 
@@ -362,7 +363,7 @@ def cp_rank_for_ratio(T: int, S: int, kh: int, kw: int, ratio: float, form: str 
 
 def tucker2_ranks_for_ratio(T: int, S: int, kh: int, kw: int, ratio: float, *,
                             balance: str = "proportional") -> tuple[int, int]:
-    """Tucker-2 ranks ``(R_out, R_in)`` keeping at most ``ratio`` of the conv weights.
+    """Tucker-2 ranks ``(R_in, R_out)`` keeping at most ``ratio`` of the conv weights.
 
     ``balance="proportional"`` (default) keeps the same fraction ρ of both channel counts, ``R_out = ⌊ρT⌋``,
     ``R_in = ⌊ρS⌋``; substituting into ``S·R_in + k²·R_in·R_out + T·R_out = ratio·T·S·k²`` (k² = kh·kw) gives
@@ -388,11 +389,11 @@ def tucker2_ranks_for_ratio(T: int, S: int, kh: int, kw: int, ratio: float, *,
     r_out, r_in = min(max(r_out, 1), T), min(max(r_in, 1), S)
     # Clipping a rank up to 1 (tiny channel counts, e.g. S = 3) can overshoot: shrink the other rank to fit.
     budget = ratio * T * S * k2 + 1e-9
-    while r_out > 1 and tucker2_params(T, S, kh, kw, (r_out, r_in)) > budget:
+    while r_out > 1 and tucker2_params(T, S, kh, kw, (r_in, r_out)) > budget:
         r_out -= 1
-    while r_in > 1 and tucker2_params(T, S, kh, kw, (r_out, r_in)) > budget:
+    while r_in > 1 and tucker2_params(T, S, kh, kw, (r_in, r_out)) > budget:
         r_in -= 1
-    return r_out, r_in
+    return r_in, r_out
 
 
 def tt_rank_for_ratio(shape: Sequence[int], ratio: float, *, in_shape: Sequence[int] | None = None) -> int:
@@ -463,8 +464,8 @@ def cp_conv_macs(rank: int, T: int, S: int, kh: int, kw: int, in_hw: int | Seque
 
 def tucker2_conv_macs(ranks: tuple[int, int] | Sequence[int], T: int, S: int, kh: int, kw: int,
                       in_hw: int | Sequence[int], out_hw: int | Sequence[int]) -> int:
-    """``S·R_in·Hi·Wi + kh·kw·R_in·R_out·Ho·Wo + T·R_out·Ho·Wo`` for ``ranks = (R_out, R_in)``."""
-    r_out, r_in = (int(r) for r in ranks)
+    """``S·R_in·Hi·Wi + kh·kw·R_in·R_out·Ho·Wo + T·R_out·Ho·Wo`` for ``ranks = (R_in, R_out)``."""
+    r_in, r_out = (int(r) for r in ranks)
     hi, wi = _hw(in_hw, "in_hw")
     ho, wo = _hw(out_hw, "out_hw")
     return S * r_in * hi * wi + kh * kw * r_in * r_out * ho * wo + T * r_out * ho * wo
