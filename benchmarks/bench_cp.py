@@ -17,8 +17,12 @@ in alternation (ours first on even cases, TensorLy first on odd ones), after a w
 
 The large case is the trained-like synthetic 512×512×3×3 kernel of ``bench_decompose.synthetic_kernel`` in its
 CP-3 view 512×512×9 at rank 256 (it is not planted: no floor; the table says whether ours is at most
-TensorLy's error). ``--big planted`` uses a planted rank-256 kernel of that size instead, ``--big none``
-skips it.
+TensorLy's error), and ours is run once more with ``precision="float64"`` (its default runs the two large
+GEMMs of a sweep in float32 at this size) to show that the error does not depend on it. ``--big planted``
+uses a planted rank-256 kernel of that size instead, ``--big none`` skips it.
+
+Timings on a shared machine move with its load (the JSON records the load average before and after); the
+ratio of the two sides, run back to back, moves much less.
 
 Run: ``.venv/bin/python benchmarks/bench_cp.py`` (about 3 minutes on one core, most of it TensorLy on the
 large case); writes ``benchmarks/results/cp-planted.json``.
@@ -27,6 +31,7 @@ large case); writes ``benchmarks/results/cp-planted.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -162,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             x, floor = planted(512, 512, 256, noise=args.noise, seed=args.seed)
             big = compare("planted 512x512x9 R256", x, 256, floor, True, 1, use_tl)
         print(fmt_row(big), flush=True)
+        # the same run in float64 throughout (precision="auto" uses float32 GEMMs at this size)
+        err, secs, sweeps = run(functools.partial(cp_als, precision="float64"), x, 256, 1)
+        big["ours_float64"] = {"rel_error": err, "seconds": secs, "n_iter": sweeps}
+        print(f"{'  ours precision=float64':<22} {err:>9.5f} {'':>9} {'':>8} {'':>5} {'':>5} {sweeps:>5} "
+              f"{secs:>8.2f}", flush=True)
 
     def count(side: str) -> int:
         return sum(1 for r in rows if side in r and r[side]["reached"])

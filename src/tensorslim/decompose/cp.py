@@ -409,12 +409,8 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
     x = work.permute(perm).contiguous()
     norm_sq = float((x * x).sum())
 
-    if init == "auto":
-        init = "gevd" if n_iter_max > 0 and gevd_applies(shape, rank) else "svd"
-        trial = init == "gevd"
-    else:
-        trial = False
-    weights, factors = _als_init(x, work, rank, init, seed, perm)
+    auto = init == "auto"
+    weights, factors = _als_init(x, work, rank, "svd" if auto else init, seed, perm)
     if norm_sq == 0.0:
         return _finish(work, torch.zeros(rank, dtype=WORK_DTYPE, device=work.device),
                        [factors[perm.index(n)] for n in range(ndim)], dtype, 0, "als", rel_error=0.0)
@@ -428,15 +424,17 @@ def cp_als(tensor: torch.Tensor, rank: int, *, init: str = "auto", n_iter_max: i
     acc_pow, acc_fail = 3.0, 0
     n_done = 0
     first = 0
-    if trial:
-        # "auto": one sweep from the GEVD start and one from the SVD start; the GEVD start is kept only when
+    gevd = None
+    if auto and n_iter_max > 0 and gevd_applies(shape, rank):
+        gevd = _gevd_start(x, rank, factors[0], factors[-1])  # reuses the SVD start's singular vectors
+    if gevd is not None:
+        # "auto": one sweep from the SVD start and one from the GEVD start; the GEVD start is kept only when
         # it fits far better (the tensor is then close to rank R and GEVD has found its components).
         weights, factors, grams, err = _sweep(big, weights, factors, grams, norm_sq)
-        svd_w, svd_f = _als_init(x, work, rank, "svd", seed, perm)
-        svd_w, svd_f, svd_g, svd_err = _sweep(big, svd_w, svd_f, [f.transpose(0, 1) @ f for f in svd_f],
-                                              norm_sq)
-        if not err < AUTO_GEVD_MARGIN * svd_err:
-            weights, factors, grams, err = svd_w, svd_f, svd_g, svd_err
+        g_w, g_f = _normalise(*gevd)
+        g_w, g_f, g_g, g_err = _sweep(big, g_w, g_f, [f.transpose(0, 1) @ f for f in g_f], norm_sq)
+        if g_err < AUTO_GEVD_MARGIN * err:
+            weights, factors, grams, err = g_w, g_f, g_g, g_err
         n_done, first, prev_err = 1, 1, err  # the trial counts as the first sweep
     for it in range(first, n_iter_max):
         n_done = it + 1
@@ -539,7 +537,7 @@ def _als_init(x: torch.Tensor, work: torch.Tensor, rank: int, init: str, seed: i
         res = cp_power(work, rank, seed=seed)
         factors = [res.factors[p].to(WORK_DTYPE) for p in perm]
         return _normalise(res.weights.to(WORK_DTYPE), factors)
-    if init in ("auto", "gevd"):
+    if init == "gevd":
         start = _gevd_start(x, rank)
         if start is not None:
             return _normalise(*start)
@@ -563,16 +561,20 @@ def gevd_applies(shape: Sequence[int], rank: int) -> bool:
     return len(sizes) >= 3 and sizes[1] >= rank and math.prod(sizes[2:]) >= 2
 
 
-def _gevd_start(x: torch.Tensor, rank: int) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+def _gevd_start(x: torch.Tensor, rank: int, u_first: torch.Tensor | None = None,
+                u_last: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
     """GEVD start (weights, factors) for ``x`` in ALS layout (longest mode first, second longest last), or
-    ``None`` where it does not apply."""
+    ``None`` where it does not apply. ``u_first`` / ``u_last``: the ``rank`` leading left singular vectors
+    of the first / last unfolding, when already known."""
     shape = tuple(x.shape)
     if not gevd_applies(shape, rank):
         return None
     first, last = shape[0], shape[-1]
     mid = math.prod(shape[1:-1])
-    u_first = leading_left_vectors(x.reshape(first, -1), rank)  # I_0 × R
-    u_last = leading_left_vectors(x.reshape(-1, last).transpose(0, 1), rank)  # I_last × R
+    if u_first is None:
+        u_first = leading_left_vectors(x.reshape(first, -1), rank)  # I_0 × R
+    if u_last is None:
+        u_last = leading_left_vectors(x.reshape(-1, last).transpose(0, 1), rank)  # I_last × R
     core = ((u_first.transpose(0, 1) @ x.reshape(first, -1)).reshape(rank * mid, last) @ u_last)
     core = core.reshape(rank, mid, rank)  # R × (middle modes) × R
     mix = leading_left_vectors(core.permute(1, 0, 2).reshape(mid, -1), 2)  # two leading middle directions
@@ -667,13 +669,13 @@ def _mttkrp_first(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Ten
 
 
 def _contract_first(x: torch.Tensor, factor0: torch.Tensor) -> torch.Tensor:
-    """``X ×₀ factor0ᵀ`` with the R axis first: shape ``(R,) + x.shape[1:]``, as float64."""
-    out = factor0.transpose(0, 1).to(x.dtype) @ x.reshape(x.shape[0], -1)
-    return out.to(WORK_DTYPE).reshape(-1, *x.shape[1:])
+    """``X ×₀ factor0ᵀ`` with the R axis first: shape ``(R,) + x.shape[1:]``, in ``x``'s dtype."""
+    return (factor0.transpose(0, 1).to(x.dtype) @ x.reshape(x.shape[0], -1)).reshape(-1, *x.shape[1:])
 
 
 def _mttkrp_from_shared(shared: torch.Tensor, factors: Sequence[torch.Tensor], mode: int) -> torch.Tensor:
-    """MTTKRP of ``mode`` (>= 1) from ``shared = X ×₀ Aᵀ`` (R first, then modes 1..N-1), as ``I_mode × R``.
+    """MTTKRP of ``mode`` (>= 1) from ``shared = X ×₀ Aᵀ`` (R first, then modes 1..N-1), as a float64
+    ``I_mode × R`` (computed in ``shared``'s dtype).
 
     ``shared`` is viewed as ``R × before × I_mode × after``; the Khatri–Rao products of the factors before
     and after ``mode`` are summed out with two batched matrix-vector products.
@@ -683,10 +685,10 @@ def _mttkrp_from_shared(shared: torch.Tensor, factors: Sequence[torch.Tensor], m
     size = sizes[mode - 1]
     t = shared.reshape(rank, -1, math.prod(sizes[mode:]))
     if mode < len(sizes):
-        after = _khatri_rao(factors[mode + 1:])  # after × R
+        after = _khatri_rao(factors[mode + 1:]).to(shared.dtype)  # after × R
         t = torch.bmm(t, after.transpose(0, 1).unsqueeze(-1))  # R × (before·I_mode) × 1
     t = t.reshape(rank, -1, size)
     if mode > 1:
-        before = _khatri_rao(factors[1:mode])  # before × R
+        before = _khatri_rao(factors[1:mode]).to(shared.dtype)  # before × R
         t = torch.bmm(before.transpose(0, 1).unsqueeze(1), t)  # R × 1 × I_mode
-    return t.reshape(rank, size).transpose(0, 1)
+    return t.reshape(rank, size).transpose(0, 1).to(WORK_DTYPE)
