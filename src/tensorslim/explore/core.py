@@ -39,6 +39,10 @@ from torch import nn
 
 from .. import _atomic, modeldir
 from ..errors import TensorSlimError
+from ..study.storage import StorageError as _SharedStorageError
+from ..study.storage import create_or_load_study
+from ..study.storage import open_storage as _shared_open_storage
+from ..study.storage import redact as _redact
 from .pareto import Budget, hypervolume, pareto_indices, parse_budget, pick
 from .space import (
     ALL_METHODS,
@@ -58,8 +62,8 @@ DEFAULT_OBJECTIVES = ("macs", "memory", "accuracy")
 FORMAT = "tensorslim-explore"
 
 
-class StorageError(TensorSlimError):
-    """The Optuna storage URL cannot be opened."""
+class StorageError(_SharedStorageError):
+    """The Optuna storage URL cannot be opened (a :class:`tensorslim.study.StorageError`)."""
 
 
 @dataclasses.dataclass
@@ -93,21 +97,16 @@ def _check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
 
 
 def open_storage(url: str):  # -> optuna.storages.BaseStorage
-    """An Optuna RDB storage for ``url``; a one-line StorageError when it cannot be opened."""
-    import optuna
-
+    """The Optuna storage for ``url`` (:func:`tensorslim.study.open_storage`, race-safe, no heartbeat); a
+    one-line StorageError when it cannot be opened."""
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as err:  # noqa: BLE001 - any driver / URL error is the user's URL at fault
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open storage {_redact(url)!r}: {text[:200]}") from None
-
-
-def _redact(url: str) -> str:
-    """The URL without a password."""
-    import re
-
-    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+        return _shared_open_storage(url, heartbeat_interval=None)
+    except _SharedStorageError as err:
+        text, head = str(err), f"storage {_redact(url)!r}"
+        if text.startswith(head):  # keep explore's wording: "cannot open storage URL: why"
+            text = text[len(head):].removeprefix(" cannot be opened").lstrip(": ")
+            text = text[1:-1] if text.startswith("(") and text.endswith(")") else text
+        raise StorageError(f"cannot open storage {_redact(url)!r}: {text[:240]}") from None
 
 
 class _Evaluator:
@@ -375,8 +374,7 @@ def explore(
     else:
         samp = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, max_evals // 5))
     try:
-        study = optuna.create_study(study_name=study_name, storage=store, directions=directions, sampler=samp,
-                                    load_if_exists=True)
+        study = create_or_load_study(study_name, store, directions=directions, sampler=samp)  # race-safe
     except Exception as err:  # noqa: BLE001
         raise StorageError(f"cannot create study in {_redact(url)!r}: {str(err).splitlines()[0][:200]}") from None
     choices = {s.name: ["dense", *[p.key for p in s.survivors]] for s in live}

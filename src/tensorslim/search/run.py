@@ -28,9 +28,9 @@ import torch
 
 from .. import _atomic
 from ..errors import TensorSlimError
+from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
 from .pareto import OBJECTIVES, check_objectives, hypervolume, measure_latency, normalise, pareto_indices
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space, spec
-from .storage import beating, fail_stale_trials, open_storage
 from .strategy import get_strategy
 
 ATTR = "tensorslim_search"
@@ -164,18 +164,21 @@ def open_study(name: str, storage_url: str, defn: dict[str, Any], *, sampler: An
     storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                            max_retry=max_retry)
     directions = [OBJECTIVES[o] for o in defn["objectives"]]
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
-                                    load_if_exists=True)
+    try:  # race-safe: every worker may be creating this study at the same moment
+        study = create_or_load_study(name, storage, sampler=sampler, directions=directions)
     except Exception as err:  # noqa: BLE001
-        raise TensorSlimError(f"study {name!r} in {storage_url!r} cannot be opened ({type(err).__name__}: "
+        raise TensorSlimError(f"study {name!r} in {redact(storage_url)!r} cannot be opened ({type(err).__name__}: "
                               f"{' '.join(str(err).split())[:200]})") from None
     stored = study.user_attrs.get(ATTR)
+    if stored is None and study.get_trials(deepcopy=False):
+        # a worker that created the study sets the definition before its first trial: read it again, it may
+        # have landed between the two reads above
+        stored = study.user_attrs.get(ATTR)
     if stored is None:
         if study.get_trials(deepcopy=False):
             raise SearchSpaceError(f"study {name!r} has trials but was not made by tensorslim search; "
                                    "use another --study name")
-        study.set_user_attr(ATTR, defn)
+        study.set_user_attr(ATTR, defn)  # two workers racing here write the same definition, or are refused below
         stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(ATTR)
     stored = json.loads(json.dumps(stored))
     mine = json.loads(json.dumps(defn))
