@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pg_server import pg_url, postgres_server  # noqa: F401 - fixtures: a throwaway PostgreSQL server
 from search_testutil import tiny_space
 
 from tensorslim.search import SearchSpace
