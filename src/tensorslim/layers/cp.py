@@ -182,7 +182,7 @@ class CPConv2d(nn.Module):
 
         ``algorithm="power"`` uses ``decompose.cp_power`` (tensor power method with deflation, Astrid & Lee),
         ``"als"`` uses ``decompose.cp_als``; ``options`` are passed to that function. Both take ``init``,
-        ``n_iter_max``, ``tol`` and ``seed``; power also ``stop``, ALS also ``linesearch``
+        ``n_iter_max``, ``tol`` and ``seed``; power also ``stop``, ALS also ``linesearch`` and ``precision``
         (:func:`cp_option_names` lists them). Grouped convolutions, 1×1 kernels, NaN/inf weights,
         out-of-range ranks and options the algorithm does not take raise :class:`DecompositionError` naming
         ``name`` (and the option).
