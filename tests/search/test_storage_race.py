@@ -91,3 +91,59 @@ def test_duplicate_check_catches_constructed_duplicates(break_it, expect):
     break_it(trials)
     problems = duplicate_problems(trials)
     assert any(expect in p for p in problems), problems
+
+
+# ------------------------------------------------------------------- create_or_load_study, error classes
+
+
+def test_create_or_load_study_loads_what_a_racing_worker_created(monkeypatch):
+    import optuna
+
+    from tensorslim.study import StorageError, create_or_load_study, open_storage
+
+    storage = open_storage("memory")
+    theirs = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+
+    def lost_race(**kwargs):  # what the loser sees: the name was taken between its check and its insert
+        raise optuna.exceptions.DuplicatedStudyError("taken")
+
+    def bad(**kwargs):
+        raise ValueError("bad directions")
+
+    monkeypatch.setattr(optuna, "create_study", lost_race)
+    mine = create_or_load_study("s", storage, directions=["maximize", "minimize"])
+    assert mine._study_id == theirs._study_id  # noqa: SLF001
+    monkeypatch.setattr(optuna, "create_study", bad)
+    with pytest.raises(ValueError, match="bad directions"):  # not a race: at once, unchanged
+        create_or_load_study("s", storage, directions=["up"])
+    monkeypatch.setattr(optuna, "create_study", lost_race)
+    with pytest.raises(StorageError, match="could not be created or loaded in 2 attempts"):
+        create_or_load_study("never-there", storage, attempts=2)  # the load keeps missing it
+
+
+def test_creation_races_are_told_from_real_failures(tmp_path):
+    import sqlite3
+
+    import sqlalchemy
+
+    from tensorslim.study.storage import is_creation_race
+
+    db = tmp_path / "x.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+        conn.execute(sqlalchemy.text("INSERT INTO t VALUES (1)"))
+    errors = {}
+    for what, sql in [("exists", "CREATE TABLE t (k INTEGER)"), ("unique", "INSERT INTO t VALUES (1)"),
+                      ("syntax", "CREATE TABEL nope"), ("missing", "SELECT * FROM nope")]:
+        try:
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text(sql))
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            errors[what] = err
+    assert is_creation_race(errors["exists"]) and is_creation_race(errors["unique"])
+    assert not is_creation_race(errors["syntax"]) and not is_creation_race(errors["missing"])
+    wrapped = RuntimeError("commit failed")
+    wrapped.__cause__ = sqlite3.OperationalError("database is locked")
+    assert is_creation_race(wrapped)  # found through the cause chain (Optuna's StorageInternalError)
+    assert not is_creation_race(ConnectionRefusedError("connection refused"))

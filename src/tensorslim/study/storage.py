@@ -127,10 +127,13 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 30, grace_period:
 
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f"storage URL must be a non-empty string, got {url!r}")
-    if heartbeat_interval is not None and (not isinstance(heartbeat_interval, int) or heartbeat_interval < 1):
+    def positive(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+    if heartbeat_interval is not None and not positive(heartbeat_interval):
         raise StorageError(f"heartbeat interval must be a positive number of seconds, got {heartbeat_interval!r}")
     grace = grace_period if grace_period is not None else 2 * (heartbeat_interval or 0)
-    if heartbeat_interval is not None and (not isinstance(grace, int) or grace < 1):
+    if heartbeat_interval is not None and not positive(grace):
         raise StorageError(f"grace period must be a positive number of seconds, got {grace_period!r}")
     if url == "memory":
         return optuna.storages.InMemoryStorage()
