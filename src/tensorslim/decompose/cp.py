@@ -659,17 +659,29 @@ def _err_from_parts(norm_sq: float, inner: float, weights: torch.Tensor,
 def _mttkrp_first(x: torch.Tensor, factors: Sequence[torch.Tensor]) -> torch.Tensor:
     """MTTKRP of mode 0, ``X_(0) (⊙ of the other factors)``, for ``x`` in ALS layout, as float64.
 
-    One GEMM contracts the last (second longest) mode; the middle modes, whose Khatri–Rao product is small,
-    are then summed out with a batched matrix-vector product. Runs in ``x``'s dtype (float32 in the mixed
-    phase of :func:`cp_als`).
+    With ``K`` the product of the middle (short) modes and ``kr`` their Khatri–Rao product (K × R), this is
+    ``Σ_k X[:, k, :] · (F_last ∘ kr[k])``: for a small K, K accumulated GEMMs on strided slices of ``x`` (no
+    intermediate); otherwise one GEMM with the last factor and a batched Hadamard-and-sum over the middle.
+    Runs in ``x``'s dtype (float32 in the mixed phase of :func:`cp_als`).
     """
     rank = int(factors[0].shape[1])
-    t = x.reshape(-1, x.shape[-1]) @ factors[-1].to(x.dtype)  # (I_0 · middle) × R
-    if x.ndim > 2:
-        kr = _khatri_rao(factors[1:-1]).to(x.dtype)  # middle × R
-        t = t.reshape(x.shape[0], -1, rank)
-        t = torch.bmm(t.permute(2, 0, 1), kr.transpose(0, 1).unsqueeze(-1)).squeeze(-1).transpose(0, 1)
+    last = factors[-1].to(x.dtype)
+    if x.ndim == 2:
+        return (x @ last).to(WORK_DTYPE)
+    kr = _khatri_rao(factors[1:-1]).to(x.dtype)  # K × R
+    slices = x.reshape(x.shape[0], -1, x.shape[-1])  # I_0 × K × I_last (a view)
+    if kr.shape[0] <= _SLICE_LOOP_MAX:
+        out = slices[:, 0, :] @ (last * kr[0])
+        for k in range(1, kr.shape[0]):
+            out.addmm_(slices[:, k, :], last * kr[k])
+        return out.to(WORK_DTYPE)
+    t = (x.reshape(-1, x.shape[-1]) @ last).reshape(x.shape[0], -1, rank)  # I_0 × K × R
+    t = torch.bmm(t.permute(2, 0, 1), kr.transpose(0, 1).unsqueeze(-1)).squeeze(-1).transpose(0, 1)
     return t.to(WORK_DTYPE)
+
+
+_SLICE_LOOP_MAX = 64
+"""Up to this many middle slices, :func:`_mttkrp_first` accumulates one GEMM per slice."""
 
 
 def _contract_first(x: torch.Tensor, factor0: torch.Tensor) -> torch.Tensor:
