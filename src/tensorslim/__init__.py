@@ -3,7 +3,8 @@
 The public API, imported on first use so that ``import tensorslim`` stays light::
 
     tensorslim.save(model, path)          # model directory: model.json + weights.safetensors + metrics.json
-    tensorslim.load(path)                 # never unpickles
+    tensorslim.load(path)                 # never unpickles, never runs code named in the directory
+    tensorslim.models.build("resnet20")   # built-in models carry their build spec: they save as they are
     tensorslim.profile(model, (C, H, W))  # per-layer params / MACs / bytes
     tensorslim.compress(model, plan)      # a new, factorized model; the original is untouched
     tensorslim.export_onnx(model, path, (C, H, W))
@@ -24,6 +25,9 @@ _API = {
     "TensorSlimError": ("errors", "TensorSlimError"),
 }
 
+_SUBMODULES = {"models", "data", "trust", "records", "modeldir", "plan", "surgery", "layers", "decompose",
+               "export", "finetune", "explore", "search", "train", "cost"}
+
 __all__ = sorted(_API)
 
 
@@ -31,4 +35,6 @@ def __getattr__(name: str):
     if name in _API:
         module, attr = _API[name]
         return getattr(importlib.import_module(f".{module}", __name__), attr)
+    if name in _SUBMODULES:  # ``tensorslim.models.build(...)`` works after a bare ``import tensorslim``
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tensorslim' has no attribute {name!r}")

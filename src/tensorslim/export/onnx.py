@@ -744,7 +744,7 @@ def export_onnx(
         model: the network; exported in eval mode, its own mode is restored afterwards.
         path: destination file, written atomically (nothing is written when any step fails).
         input_shape: one sample's shape without the batch axis, e.g. ``(1, 28, 28)``. May be omitted when
-            ``inputs`` is given (taken from it).
+            ``inputs`` is given (taken from it) or the model was built or loaded by tensorslim (its own).
         opset: ONNX opset; None lets the exporter choose (20 in torch 2.13).
         batch: ``"dynamic"`` (a symbolic batch axis; verified at batch 1 and 3) or a fixed batch size.
         verify: compare ONNX Runtime with PyTorch; raises :class:`VerificationError` above ``rtol``.
@@ -770,6 +770,8 @@ def export_onnx(
     real = _as_inputs(inputs, None if input_shape is None else check_input_shape(input_shape))
     if input_shape is None and real is not None:
         input_shape = tuple(real.shape[1:])
+    if input_shape is None:  # models built or loaded by tensorslim know their input shape
+        input_shape = getattr(model, "tensorslim_input_shape", None)
     shape = check_input_shape(input_shape)
     path = Path(path)
     if path.is_dir():
