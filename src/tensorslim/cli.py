@@ -7,7 +7,6 @@ traceback; output files and directories are written atomically, so a failed comm
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -293,22 +292,9 @@ _add_trust_option()
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        cli.main(args=argv, prog_name="tensorslim", standalone_mode=False)
-    except TensorSlimError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted: the last completed epoch's model directory is intact; rerun to resume", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
+    from ._interrupt import run_command
+
+    run_command(cli, argv, "tensorslim")  # errors: one line, exit 2; Ctrl-C: one line, exit 130, a rerun resumes
 
 
 if __name__ == "__main__":

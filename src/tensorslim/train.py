@@ -4,8 +4,8 @@ One loop serves training from scratch and fine-tuning: SGD (Nesterov momentum) o
 schedule with optional linear warm-up, label smoothing, optional distillation from a teacher, a progress bar,
 and, when ``out`` is given, a model directory written after every epoch together with
 ``checkpoint/train_state.pt`` (optimizer state, epoch, history). Running the same call again resumes after
-the last completed epoch; an interrupted run leaves the last completed epoch's directory intact, because
-each epoch's directory replaces the previous one atomically.
+the last completed epoch; an interrupted run (Ctrl-C or ``kill -9``) leaves the last completed epoch's
+directory intact, because each epoch's directory replaces the previous one atomically.
 
 Randomness is derived from ``seed`` and the epoch number (shuffling and dropout), so a resumed run follows
 the same course as an uninterrupted one.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import modeldir
+from . import _atomic, modeldir
 from .errors import TensorSlimError
 
 CHECKPOINT = "checkpoint/train_state.pt"
@@ -162,6 +162,7 @@ def train(
     start_epoch = 0
 
     if out is not None:
+        _atomic.recover(out)  # a directory a killed run had moved aside (where it cannot be swapped in one step)
         state = _read_checkpoint(Path(out))
         if state is not None:
             modeldir.apply_state(model, modeldir.load_weights(Path(out) / modeldir.WEIGHTS), out)

@@ -47,8 +47,9 @@ Output directory and resume
 While running, ``OUT/`` holds ``progress.json`` (settings + records of completed steps),
 ``steps/NN/`` (the model directory after step NN; train's per-epoch checkpoint inside, so an interrupted step
 resumes from its last epoch) and ``steps/NN-factors/`` (the factors-only phase). Ctrl-C leaves the last
-completed step's directory as a loadable model and rerunning the same call resumes after it (different
-settings on the same OUT are refused). At the end OUT is atomically replaced by the final MODEL DIRECTORY
+completed step's directory as a loadable model and rerunning the same call resumes after it, from the
+interrupted step's last epoch checkpoint (different settings on the same OUT are refused); so does ``kill -9``,
+as every file and directory is written atomically. At the end OUT is atomically replaced by the final MODEL DIRECTORY
 (``model.json``, ``weights.safetensors``, ``metrics.json``) with ``finetune.json`` (the full record) and,
 for budgets, ``sensitivity.json`` inside; rerunning then just returns that result.
 """
@@ -268,7 +269,7 @@ def finetune(
             if progress.get("settings") != _jsonify(settings):
                 raise FinetuneError(f"{out}: holds an unfinished run with other settings; use another --out "
                                     "or delete it")
-        elif any(p.name not in (SENSITIVITY, STEPS_DIR) for p in out.iterdir()):
+        elif any(p.name not in (SENSITIVITY, STEPS_DIR) and not _temporary(p.name) for p in out.iterdir()):
             raise FinetuneError(f"{out}: exists and is not a fine-tuning run directory")
 
     # what to decompose
@@ -401,6 +402,11 @@ def _compress(model: nn.Module, rules: list[dict], input_shape: tuple[int, ...])
         if getattr(new, attr, None) is None and getattr(model, attr, None) is not None:
             setattr(new, attr, getattr(model, attr))
     return new
+
+
+def _temporary(name: str) -> bool:
+    """A temporary of an atomic write (``.name.host-pid.xxx.tmp``), e.g. left by a killed run."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _write_progress(out: Path, settings: dict, steps: list[dict]) -> None:

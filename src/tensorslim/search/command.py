@@ -8,7 +8,6 @@ error convention as the main CLI (one line ``error: ...`` on stderr, exit status
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -119,17 +118,10 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run :func:`search_cmd` standalone with the CLI's error convention."""
-    try:
-        search_cmd.main(args=argv, standalone_mode=False)
-    except TensorSlimError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    """Run :func:`search_cmd` standalone with the CLI's conventions (errors and Ctrl-C as ``tensorslim``)."""
+    from .._interrupt import run_command
+
+    run_command(search_cmd, argv, "tensorslim-search")
 
 
 if __name__ == "__main__":  # pragma: no cover
