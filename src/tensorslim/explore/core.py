@@ -19,8 +19,10 @@ and ``accuracy``; all minimised but accuracy. The Optuna study lives
 in ``storage`` (default ``sqlite:///DIR/study.db``; any database URL works, to share a study between
 machines); a rerun with the same settings resumes it (``load_if_exists``) and only runs the missing trials.
 The reconstruction errors are cached in ``DIR/cache/errors.json``. Results are written only at the end, each
-file atomically: an error (budget not met, empty space...) leaves no result files, only the resumable study
-and cache.
+file atomically, ``pareto.json`` last (it is removed first): an error (budget not met, empty space...), Ctrl-C
+or ``kill -9`` leaves no ``pareto.json`` (or the previous, complete one), only the resumable study and cache;
+rerunning the same command continues the study (a trial interrupted by Ctrl-C is recorded as failed, one
+killed stays RUNNING and is not counted).
 """
 
 from __future__ import annotations
@@ -303,6 +305,7 @@ def explore(
     """
     import optuna
 
+    from .. import _interrupt
     from .. import data as data_mod
     from ..surgery import candidates
     from ..train import evaluate
@@ -381,13 +384,14 @@ def explore(
 
     def objective(trial) -> tuple[float, ...]:
         choice = {name: trial.suggest_categorical(name, keys) for name, keys in choices.items()}
-        if low_fidelity == "zeroshot":
-            model_t = ev.build(choice)
-        else:
-            model_t, _ = _finetune(lambda: ev.build(choice), train_set, int(low_fidelity), lr=lr,
-                                   batch_size=batch_size, seed=seed)
-        acc = lowfi_accuracy(model_t, val_set, val_samples)
-        c = ev.costs(model_t, choice)
+        with _interrupt.allowed():  # Ctrl-C may stop the computation; the storage writes around it run whole
+            if low_fidelity == "zeroshot":
+                model_t = ev.build(choice)
+            else:
+                model_t, _ = _finetune(lambda: ev.build(choice), train_set, int(low_fidelity), lr=lr,
+                                       batch_size=batch_size, seed=seed)
+            acc = lowfi_accuracy(model_t, val_set, val_samples)
+            c = ev.costs(model_t, choice)
         for k, v in c.items():
             trial.set_user_attr(k, v)
         return tuple(acc if o == "accuracy" else float(c[o]) for o in objectives)
@@ -398,7 +402,9 @@ def explore(
     todo = max(0, max_evals - len(done))
     log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
     if todo:
-        study.optimize(objective, n_trials=todo)
+        _interrupt.quiet_optuna_interrupts()
+        with _interrupt.deferred():  # Ctrl-C stops a trial's computation (Optuna records it failed), never
+            study.optimize(objective, n_trials=todo)  # Optuna's bookkeeping and storage writes half-way
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
     def minimised(values: Sequence[float]) -> list[float]:
@@ -476,7 +482,9 @@ def explore(
     space_json = {"pruning": report, "layers": [{"layer": s.name, "dense": s.dense_cost(),
                                                  "survivors": [p.to_dict() for p in s.survivors]} for s in spaces]}
 
-    # 5. write the results (all computed; each file or folder atomically) ---------------------------------------
+    # 5. write the results (all computed; each file or folder atomically). pareto.json goes first and comes
+    # back last: whenever it exists, the files and folders it names are complete and belong to it.
+    (out / "pareto.json").unlink(missing_ok=True)
     with _atomic.atomic_dir(out / "pareto") as tmp:
         for h in front:
             metrics = {"accuracy": {eval_split: h["accuracy"], "val": h["val_accuracy"]}, "params": h["params"],

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .. import _atomic
+from .. import _atomic, _interrupt
 from ..errors import TensorSlimError
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
 from .pareto import OBJECTIVES, check_objectives, hypervolume, measure_latency, normalise, pareto_indices
@@ -262,8 +262,10 @@ def run_study(
     storage_url = storage_url_for(storage, out)
     name = study or f"tensorslim-{dataset}-{rank_mode}"
     defn = definition(space, rank_mode, fixed_ranks, objectives, dataset)
-    st = open_study(name, storage_url, defn, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                    max_retry=max_retry)
+    _clear_stale_journal_lock(storage_url, log)
+    with _interrupt.deferred():  # here and below, Ctrl-C never stops a storage write half-way (see _interrupt)
+        st = open_study(name, storage_url, defn, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                        max_retry=max_retry)
     st.sampler = strat.sampler(seed=_worker_seed(seed, st, storage is not None), n_objectives=len(objectives))
 
     def objective(trial: Any) -> list[float]:
@@ -271,11 +273,16 @@ def run_study(
             return _evaluate(trial, st, space, rank_mode, fixed_ranks, objectives, n_trials, train_set, val_set,
                              low_fidelity, pruner, seed or 0, log)
 
+    c = _counts(st)
     log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(objectives)}, "
-        f"rank mode {rank_mode}, {n_trials} trials")
+        f"rank mode {rank_mode}, {n_trials} trials ({c.get('complete', 0) + c.get('pruned', 0)} finished already)")
+    _interrupt.quiet_optuna_interrupts()
     while True:
-        fail_stale_trials(st)
-        c = _counts(st)
+        with _interrupt.deferred():
+            for number, why in _release_dead_local_trials(st, max_retry):
+                log(f"trial {number}: {why}; retrying it")
+            fail_stale_trials(st)
+            c = _counts(st)
         done = c.get("complete", 0) + c.get("pruned", 0)
         live = done + c.get("running", 0) + c.get("waiting", 0)
         if done >= n_trials:
@@ -288,19 +295,109 @@ def run_study(
                 break
             time.sleep(poll_seconds)  # others run the last trials; take them over if they go stale
             continue
-        st.optimize(objective, n_trials=1, catch=(_Surplus,))
+        with _interrupt.deferred():  # Ctrl-C stops the trial's training (Optuna records it failed)
+            st.optimize(objective, n_trials=1, catch=(_Surplus,))
     log(f"study {name!r}: {_counts(st)}")
     return st
 
 
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _release_dead_local_trials(study: Any, max_retry: int, *, min_age: float = 2.0,
+                               orphan_age: float = 10.0) -> list[tuple[int, str]]:
+    """Fail and re-enqueue RUNNING trials whose worker is known to be gone, without waiting for their heartbeat
+    to go stale: a worker process of this host that no longer exists (killed), or no worker named at all after
+    ``orphan_age`` seconds (a worker names itself first thing, so its process died right after taking the
+    trial). Returns (trial number, why) of each."""
+    import datetime
+
+    from optuna.trial import TrialState
+
+    from .storage import HEARTBEAT_KEY, retry
+
+    host, now, released = socket.gethostname(), datetime.datetime.now(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        age = (now - t.datetime_start).total_seconds() if t.datetime_start is not None else 0.0
+        worker = t.user_attrs.get("worker")
+        if worker is None:
+            beat = t.system_attrs.get(HEARTBEAT_KEY)
+            if age < orphan_age or (beat is not None and time.time() - float(beat) < orphan_age):
+                continue
+            why = "its worker stopped before it started"
+        else:
+            w_host, _, pid = str(worker).rpartition(":")
+            if w_host != host or not pid.isdigit() or int(pid) == os.getpid() or _atomic.pid_alive(int(pid)):
+                continue
+            if age < min_age:
+                continue  # just taken over (a retried trial still carries its dead worker's name for a moment)
+            why = f"its worker {worker} is gone (killed)"
+        try:
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - another worker released it first
+            continue
+        retry(study, study._storage.get_trial(t._trial_id), max_retry)  # noqa: SLF001
+        released.append((t.number, why))
+    return released
+
+
 def storage_url_for(storage: str | None, out: Any) -> str:
-    """``storage``, else a journal file in ``out``, else in memory."""
+    """``storage``, else a journal file in ``out``, else in memory.
+
+    A journal file's path is made absolute: Optuna's journal lock is a symbolic link to the journal, which
+    dangles when the path is relative, and its recovery of a lock left by a killed worker then never fires.
+    """
     if storage is not None:
-        return storage
+        path = _journal_path(storage)
+        if path is None or path.is_absolute():
+            return storage
+        return f"journal://{path.resolve()}" if storage.startswith("journal://") else str(path.resolve())
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        return str(Path(out) / JOURNAL)
+        return str((Path(out) / JOURNAL).resolve())
     return "memory"
+
+
+def _journal_path(url: str) -> Path | None:
+    """The journal file of a journal storage URL (``journal://FILE`` or a plain path), else None."""
+    from .storage import RDB_PREFIXES
+
+    if url.startswith("journal://"):
+        return Path(url[len("journal://"):])
+    if url == "memory" or "://" in url or url.startswith(RDB_PREFIXES):
+        return None
+    return Path(url)
+
+
+def _clear_stale_journal_lock(url: str, log: Callable[[str], None], stale_after: float = 5.0) -> None:
+    """Remove the lock of a journal file that a killed worker left behind.
+
+    The lock (Optuna's symbolic link ``FILE.lock``) is held only while a few records are appended, so one
+    that is ``stale_after`` seconds old belongs to a process that died holding it (``kill -9``); Optuna
+    itself would only break it after 30 s, and every worker waits until then.
+    """
+    journal = _journal_path(url)
+    if journal is None:
+        return
+    lock = Path(f"{journal}.lock")
+    try:
+        first = os.lstat(lock)
+    except OSError:
+        return
+    wait = stale_after - (time.time() - first.st_mtime)
+    if wait > 0:
+        time.sleep(wait)
+        try:
+            if os.lstat(lock).st_ino != first.st_ino:
+                return  # released and taken again meanwhile: a live worker's
+        except OSError:
+            return
+    try:
+        lock.unlink()
+    except OSError:
+        return
+    log(f"removed {lock}, left by a worker killed while writing the study")
 
 
 def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
@@ -312,6 +409,7 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
     from ..cost import profile
     from ..train import evaluate, train
 
+    trial.set_user_attr("worker", _worker_id())  # first: a killed worker's trial is then released at once
     earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number
                and t.state != TrialState.FAIL and not t.user_attrs.get("over_budget")]
     if len(earlier) >= n_trials:
@@ -320,7 +418,6 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
     arch = space.suggest(trial, rank_mode, fixed_ranks)
     trial.set_user_attr("arch", arch)
     trial.set_user_attr("summary", arch_summary(arch))
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     torch.manual_seed(seed * 100003 + trial.number)
     model = build_network(**arch)
     total = profile(model, arch["input_shape"]).total
@@ -341,16 +438,18 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
             return
         acc = evaluate(model, val_set, max_batches=fid.val_batches)["accuracy"]
         curve.append(acc)
-        trial.set_user_attr("val_curve", list(curve))
-        if pruner is not None and len(curve) < cfg.epochs:
-            why = pruner.reason(study, curve, params, macs, space.num_classes)
-            if why:
-                trial.set_user_attr("pruned_reason", why)
-                raise optuna.TrialPruned(why)
+        with _interrupt.deferred():
+            trial.set_user_attr("val_curve", list(curve))
+            if pruner is not None and len(curve) < cfg.epochs:
+                why = pruner.reason(study, curve, params, macs, space.num_classes)
+                if why:
+                    trial.set_user_attr("pruned_reason", why)
+                    raise optuna.TrialPruned(why)
 
     t0 = time.perf_counter()
     try:
-        train(model, train_set, None, cfg, log=on_epoch)
+        with _interrupt.allowed():  # the one part of a trial that Ctrl-C stops at once
+            train(model, train_set, None, cfg, log=on_epoch)
     except optuna.TrialPruned as p:
         log(f"{prefix}: pruned, {p}")
         raise
@@ -544,9 +643,12 @@ def finalize(
     doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],
            "fixed_ranks": defn["fixed_ranks"], "space": defn["space"], "hypervolume_reference": reference,
            "pareto_size": len(front), "final": dataclasses.asdict(final)}
-    _atomic.write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
+    # pareto.json is removed before the report is replaced and written after it: whenever it exists, what it
+    # names is complete (an interrupted rerun leaves none, and the next rerun writes it again)
+    (out / "pareto.json").unlink(missing_ok=True)
     if report and dirs:
         _write_report(dirs, out / "report", f"tensorslim search: {study.study_name}", log)
+    _atomic.write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
     return result
 
 
