@@ -74,6 +74,8 @@ def header(threads: int, repeats: int) -> list[str]:
 
 def format_row(row: dict) -> str:
     """One printed line of a result row (also used by benchmarks/render.py)."""
+    if "error" in row:
+        return f"{row['model']:<26} {row['plan']:<32} FAILED: {row['error']}"
     if "skipped" in row:
         why = "; ".join(row["skipped"])
         return f"{row['model']:<26} {row['plan']:<32} skipped: {why}"
@@ -94,7 +96,13 @@ def run(targets: list[str], plans: list[str], threads: int, repeats: int, work: 
                 print(format_row(rows[-1]), flush=True)
                 continue
             t0 = time.perf_counter()
-            small, report = compress_with_report(model, PLANS[name], shape)
+            try:
+                small, report = compress_with_report(model, PLANS[name], shape)
+            except Exception as err:  # noqa: BLE001 - a failing plan is a row of the table, not the end of the run
+                rows.append({"model": label, "plan": name,
+                             "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+                print(format_row(rows[-1]), flush=True)
+                continue
             if not report.layers:
                 rows.append({"model": label, "plan": name, "skipped": [s["reason"] for s in report.skipped][:2]})
                 print(format_row(rows[-1]), flush=True)

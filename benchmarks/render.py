@@ -92,10 +92,10 @@ def render_committed(results: Path | None = None) -> str:
 
 def render_provenance(results: Path | None = None) -> str:
     data = committed_models(results)
-    rows = [[f"`{m['name']}`", f"`{m['made_by']}`", f"`{m['commit'][:12]}`", m.get("budget", "-")]
-            for m in data["models"]]
+    rows = [[f"`{m['name']}`", f"`{m['made_by']}`", f"`{m['commit'][:12]}`", m.get("working_tree", "-"),
+             m.get("budget", "-")] for m in data["models"]]
     return ("How each committed model was made (also in its `metrics.json`, key `provenance`).\n\n"
-            + md_table(["model", "command", "commit", "training budget"], rows))
+            + md_table(["model", "command", "commit", "working tree when it started", "training budget"], rows))
 
 
 TARGET = {"params_x": 10.0, "macs_x": 3.0, "drop": 0.5, "speedup": 2.0}
@@ -178,11 +178,19 @@ def render_models(results: Path | None = None) -> str:
     bm = _module("bench_models")
     command = data.get("command", "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_models.py "
                                   "--convnet runs/baselines/convnet-fashion-mnist --threads 1")
-    lines = bm.header(data["threads"], data["repeats"]) + [bm.format_row(r) for r in data["rows"]]
-    notes = sorted({f"{r['model']} / {r['plan']}: {s}" for r in data["rows"] for s in r.get("skipped_layers", [])})
+    rows = []
+    for r in data["rows"]:  # rows measured before bench_models skipped VBMF on random weights: withdrawn
+        vbmf = any(rule.get("vbmf") for rule in bm.PLANS.get(r["plan"], {}).get("rules", []))
+        if "random weights" in r["model"] and vbmf and "skipped" not in r:
+            r = {"model": r["model"], "plan": r["plan"], "skipped": [bm.RANDOM_VBMF_REASON + "; row withdrawn"]}
+        rows.append(r)
+    lines = bm.header(data["threads"], data["repeats"]) + [bm.format_row(r) for r in rows]
+    notes = sorted({f"{r['model']} / {r['plan']}: {s}" for r in data["rows"] for s in r.get("skipped_layers", [])
+                    if " applies to " not in s})  # a layer of the wrong type for the method says nothing
     text = source_line(command, "models.json") + "\n\n```\n" + "\n".join(lines) + "\n```"
     if notes:
-        text += "\n\nLayers left dense, with the reason:\n" + "\n".join(f"- {n}" for n in notes)
+        text += ("\n\nLayers left dense, with the reason (layers of a type the method does not take are not "
+                 "listed):\n" + "\n".join(f"- {n}" for n in notes))
     return text
 
 
@@ -202,21 +210,27 @@ def render_decompose(results: Path | None = None) -> str:
 
 
 def render_cp_planted(results: Path | None = None) -> str:
-    """benchmarks/results/cp-planted.json (written by benchmarks/bench_cp.py), rendered generically."""
+    """benchmarks/results/cp-planted.json, written by benchmarks/bench_cp.py."""
     data = load("cp-planted.json", results)
-    rows = data.get("rows", [])
-    if not rows:
-        raise RenderError("cp-planted.json has no rows")
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    d, env = data["definition"], data["environment"]
 
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "-" if v is None else str(v)
+    def side(r: dict, who: str) -> list[str]:
+        x = r[who]
+        reached = {True: "yes", False: "no", None: "-"}[x["reached"]]
+        return [f"{x['rel_error']:.4f}", reached, f"{x['seconds']:.3f}"]
 
-    command = data.get("command") or data.get("meta", {}).get("command") or ".venv/bin/python benchmarks/bench_cp.py"
-    return source_line(command, "cp-planted.json") + "\n\n" + md_table(keys, [[cell(r.get(k)) for k in keys]
-                                                                               for r in rows])
+    rows = [[r["case"], "-" if r["floor"] is None else f"{r['floor']:.4f}", *side(r, "ours"), *side(r, "tensorly"),
+             f"{r['time_ratio_tensorly_over_ours']:.1f}"] for r in [*data["rows"], data["big"]]]
+    head = ["case", "noise floor", "ours rel err", "reached", "s", "TensorLy rel err", "reached", "s",
+            "TensorLy s ÷ ours"]
+    sm = data["summary"]
+    summary = (f"Planted cases reaching the noise floor (rel err ≤ 1.05 × floor): ours {sm['ours_reached']} of "
+               f"{sm['cases']}, TensorLy {sm['tensorly_reached']} of {sm['cases']}; total time ours "
+               f"{sm['ours_seconds_total']:.2f} s, TensorLy {sm['tensorly_seconds_total']:.2f} s.")
+    return (source_line(f".venv/bin/python benchmarks/{data['benchmark']}", "cp-planted.json")
+            + f"\n\nProblem: {d['problem']}, noise {d['noise']}; ours: {d['ours']}; TensorLy: {d['tensorly']}. "
+              f"The last row is a trained-like kernel (no planted rank, no floor). torch {env['torch']}, tensorly "
+              f"{env['tensorly']}, {env['threads']} thread.\n\n" + md_table(head, rows) + "\n\n" + summary)
 
 
 # ----------------------------------------------------------------------------------------------------------
