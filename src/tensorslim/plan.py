@@ -19,14 +19,17 @@ Each layer (by qualified module name) takes the FIRST rule whose ``layers`` glob
 ``vbmf``        ``true`` (EVBMF ranks), or ``"weakened"`` (MUSCO: R - k(R - R_vbmf), option ``k``)
 ==============  ===============================================================================
 
-Methods: ``svd`` (Linear), ``cp`` (Conv2d; options ``algorithm`` power|als, ``form`` cp3|cp4), ``tucker2``
-(Conv2d), ``tt`` (Linear and Conv2d; options ``in_shape``/``out_shape``, else the most balanced
+Methods are those of :mod:`tensorslim.methods`, each validating its own rank specs and options: ``svd``
+(Linear), ``cp`` (Conv2d; options ``algorithm`` power|als, ``form`` cp3|cp4, and the algorithm's own),
+``tucker2`` (Conv2d), ``tt`` (Linear and Conv2d; options ``in_shape``/``out_shape``, else the most balanced
 factorization with ``max_factors``), ``tcl`` (a Linear fed by a flattened C×H×W activation; option ``bn``).
+``energy`` and ``vbmf`` apply to the methods whose rank is a matrix rank (svd, tucker2). ``"force": true``
+applies a rule even where the factorized layer would have more parameters or MACs than the dense one.
 
 A rule whose glob was written for one layer (no wildcard) must apply: if that layer cannot take the method
 the plan fails with the layer and the reason. Layers reached through a wildcard are skipped instead, each
 with its reason in the compression report; so are layers that would not get faster (``skip_slower``, on
-by default for wildcards: the "not faster" rules of REFERENCE.md).
+by default for wildcards: a replacement that saves no MACs is not worth its extra layers).
 """
 
 from __future__ import annotations
@@ -37,21 +40,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import methods
 from .errors import TensorSlimError
 
-METHODS = ("svd", "cp", "tucker2", "tt", "tcl")
+METHODS = methods.names()  # what a rule may name: the registry's methods
 RANK_KEYS = ("rank", "ratio", "macs_ratio", "energy", "vbmf")
-OPTION_KEYS = {
-    "svd": set(),
-    "cp": {"algorithm", "form"},  # + the chosen algorithm's own options (see _check_options)
-    "tucker2": {"k", "min_rank"},
-    "tt": {"in_shape", "out_shape", "max_factors"},
-    "tcl": {"bn"},
-}
-
-
-RANK_LENGTH = {"tucker2": 2, "tcl": 3}  # explicit ranks given as lists (TT takes an int or a list)
-RANK_FORM = {"tucker2": "[r_in, r_out]", "tcl": "[R_C, R_H, R_W]"}
 
 
 class PlanError(TensorSlimError):
@@ -151,47 +144,35 @@ def _parse_rule(raw: Any, where: str) -> Rule:
 
 
 def _check_options(method: str, options: dict[str, Any], where: str) -> None:
-    """Options are checked per (method, algorithm): CP's decomposition options come from the real signature of
-    the algorithm's function (``tensorslim.layers.cp.cp_option_names``), so a plan cannot name an option that
-    the chosen algorithm does not take."""
-    if method != "cp":
-        bad = set(options) - OPTION_KEYS[method]
-        if bad:
-            raise PlanError(f"{where}: option {sorted(bad)[0]!r} does not apply to {method}")
-        return
-    from .layers.cp import FORMS, check_cp_options
-
-    algorithm = options.get("algorithm", "power")
-    if algorithm not in ("power", "als"):
-        raise PlanError(f"{where}: cp option 'algorithm' must be \"power\" or \"als\", not {algorithm!r}")
-    if options.get("form", "cp3") not in FORMS:
-        raise PlanError(f"{where}: cp option 'form' must be one of {', '.join(FORMS)}, not {options['form']!r}")
+    """Each method validates its own options (CP's from the real signature of the chosen algorithm)."""
     try:
-        check_cp_options(algorithm, {k: v for k, v in options.items() if k not in ("algorithm", "form")})
+        methods.get(method).check_options(options)
     except ValueError as err:
         raise PlanError(f"{where}: {err}") from None
 
 
 def _check_rank_value(kind: str, value: Any, method: str, where: str) -> None:
+    m = methods.get(method)
+    if kind not in m.rank_kinds:
+        takers = [name for name in METHODS if kind in methods.get(name).rank_kinds]
+        listed = " and ".join([", ".join(takers[:-1]), takers[-1]]) if len(takers) > 1 else "".join(takers)
+        raise PlanError(f"{where}: {kind} ranks apply to {listed}, not {method}")
     if kind in ("ratio", "macs_ratio", "energy"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise PlanError(f"{where}: {kind} must be a number in (0, 1], not {value!r}")
     elif kind == "vbmf":
         if value not in (True, "weakened"):
             raise PlanError(f"{where}: vbmf must be true or \"weakened\", not {value!r}")
-        if method not in ("svd", "tucker2"):
-            raise PlanError(f"{where}: vbmf ranks apply to svd and tucker2, not {method}")
     else:  # explicit rank
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise PlanError(f"{where}: rank must be an integer or a list of integers, not {value!r}")
         if any(v < 1 for v in values):
             raise PlanError(f"{where}: rank must be >= 1, not {value!r}")
-        length = RANK_LENGTH.get(method)
-        if length is not None and (not isinstance(value, list) or len(value) != length):
-            raise PlanError(f"{where}: a {method} rank is {RANK_FORM[method]}, not {value!r}")
-        if method in ("svd", "cp") and isinstance(value, list):
-            raise PlanError(f"{where}: a {method} rank is one integer, not {value!r}")
+        try:
+            m.check_rank(value)
+        except ValueError as err:
+            raise PlanError(f"{where}: {err}") from None
 
 
 def read(path: str | os.PathLike) -> Plan:

@@ -22,33 +22,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import methods
 from . import plan as plan_mod
 from .errors import DecompositionError, ModelError, TensorSlimError
+from .methods import LayerContext
+from .methods.tt import balanced_tt_shapes  # noqa: F401 - part of this module's public names
 from .records import COMPRESSION_ATTR, INPUT_SHAPE_ATTR
 
 
-@dataclasses.dataclass
-class LayerContext:
-    """What surgery knows about one candidate layer."""
+def factorized_types() -> dict[str, type[nn.Module]]:
+    """Every factorized layer class by name: tensorslim's layers and those the registered methods build."""
+    from .layers import LAYERS
 
-    name: str
-    module: nn.Module
-    input_shape: tuple[int, ...]  # without batch
-    output_shape: tuple[int, ...]
-    flatten_from: tuple[int, ...] | None = None  # C,H,W when a Linear is fed by an nn.Flatten of that shape
-
-    @property
-    def dense_params(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
-    @property
-    def dense_macs(self) -> int:
-        m = self.module
-        if isinstance(m, nn.Linear):
-            return m.in_features * m.out_features
-        ho, wo = self.output_shape[-2:]
-        kh, kw = m.kernel_size
-        return m.out_channels * (m.in_channels // m.groups) * kh * kw * ho * wo
+    return {**LAYERS, **methods.layer_types()}
 
 
 def trace_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple, tuple]]:
@@ -76,10 +62,9 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tu
 
 def candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerContext]:
     """The Conv2d and Linear layers that a plan can address, in forward order, outside factorized layers."""
-    from .layers import LAYERS
-
     shapes = trace_shapes(model, input_shape)
-    factorized = [n for n, m in model.named_modules() if type(m).__name__ in LAYERS]
+    known = factorized_types()
+    factorized = [n for n, m in model.named_modules() if type(m).__name__ in known]
     flattens = [shapes[n][0] for n, m in model.named_modules() if isinstance(m, nn.Flatten) and n in shapes]
     out = []
     for name, module in model.named_modules():
@@ -96,243 +81,31 @@ def candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCont
     return sorted(out, key=lambda c: order.index(c.name))
 
 
-# --- rank search on analytic costs -------------------------------------------------------------------------
-
-
-def _largest_within(budget: float, cost: Callable[[int], int], lo: int, hi: int) -> int | None:
-    """Largest integer x in [lo, hi] with cost(x) <= budget, for cost non-decreasing in x; None if none."""
-    if cost(lo) > budget:
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if cost(mid) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _meta(factory: Callable[[], nn.Module]) -> nn.Module:
-    with torch.device("meta"):
-        return factory()
-
-
-# --- methods ------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Method:
-    """How one method applies to a layer: structural checks, its rank space, and the conversion."""
-
-    name: str
-    accepts: Callable[[LayerContext], str | None]  # None if it applies, else the reason
-    structure: Callable[[LayerContext, Any, dict], nn.Module]  # meta-device-safe constructor for a rank
-    rank_space: Callable[[LayerContext, dict], tuple[int, int]]  # search range of the scalar rank knob
-    to_rank: Callable[[LayerContext, int, dict], Any]  # scalar knob -> the method's rank value
-    convert: Callable[[LayerContext, Any, dict], nn.Module]
-
-
-def _conv_reason(ctx: LayerContext, method: str) -> str | None:
-    m = ctx.module
-    if not isinstance(m, nn.Conv2d):
-        return f"{method} applies to Conv2d layers, not {type(m).__name__}"
-    if m.groups != 1:
-        return f"{method} cannot factorize a grouped or depthwise conv (groups={m.groups})"
-    if m.kernel_size == (1, 1) and method in ("cp", "tucker2"):
-        return f"{method} of a 1x1 conv is plain low-rank; use svd on it instead"
-    if isinstance(m.padding, str) or m.padding_mode != "zeros":
-        return f"{method} needs numeric zero padding (padding={m.padding!r}, padding_mode={m.padding_mode!r})"
-    return None
-
-
-def _linear_reason(ctx: LayerContext, method: str) -> str | None:
-    return None if isinstance(ctx.module, nn.Linear) else f"{method} applies to Linear layers here"
-
-
-def _cp_rank_bound(conv: nn.Conv2d) -> int:
-    """A rank at which an exact CP of the T×S×(kh·kw) kernel always exists: the smallest two-mode product."""
-    t, s, kk = conv.out_channels, conv.in_channels, conv.kernel_size[0] * conv.kernel_size[1]
-    return min(t * s, t * kk, s * kk)
-
-
-def _tt_rank_bound(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    """The largest TT-rank a TT-matrix with these shapes can use (beyond it the cores are exact anyway)."""
-    from .layers import tt_full_ranks
-
-    return max(tt_full_ranks([i * o for i, o in zip(in_shape, out_shape)]))
-
-
-def balanced_tt_shapes(n_in: int, n_out: int, max_factors: int = 3) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The TT shapes with the most factors (up to ``max_factors``), most balanced first: the default design."""
-    from .layers import tt_design_points
-
-    points = tt_design_points(n_in, n_out, max_factors=max_factors)
-    if not points:
-        raise ValueError(f"no TT factorization of {n_in}→{n_out} with at most {max_factors} factors")
-
-    def spread(shape: tuple[int, ...]) -> float:
-        return max(shape) / min(shape)
-
-    best = max(points, key=lambda p: (p.d, -spread(p.in_shape) - spread(p.out_shape)))
-    return tuple(best.in_shape), tuple(best.out_shape)
-
-
-def _tucker2_rank(ctx: LayerContext, percent: int, opts: dict) -> list[int]:
-    """Both channel ranks at ``percent`` % of their channels, within the bounds a Tucker-2 split can use."""
-    m = ctx.module
-    s, t, kk = m.in_channels, m.out_channels, m.kernel_size[0] * m.kernel_size[1]
-    r_in = max(1, min(s, t * kk, round(s * percent / 100)))
-    r_out = max(1, min(t, s * kk, round(t * percent / 100)))
-    return [r_in, r_out]
-
-
-def _method_table() -> dict[str, Method]:
-    from . import layers as L
-
-    def conv_kwargs(m: nn.Conv2d) -> dict[str, Any]:
-        return dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=m.kernel_size,
-                    stride=m.stride, padding=m.padding, dilation=m.dilation, bias=m.bias is not None)
-
-    def tt_shapes(ctx: LayerContext, opts: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        m = ctx.module
-        n_in, n_out = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels,
-                                                                                        m.out_channels)
-        if "in_shape" in opts or "out_shape" in opts:
-            return tuple(opts["in_shape"]), tuple(opts["out_shape"])
-        return balanced_tt_shapes(n_in, n_out, opts.get("max_factors", 3))
-
-    def tcl_full(ctx: LayerContext) -> tuple[int, ...]:
-        return ctx.flatten_from
-
-    def tcl_rank(ctx: LayerContext, knob: int, opts: dict) -> list[int]:
-        full = tcl_full(ctx)  # knob = percentage of every mode kept
-        return [max(1, min(d, round(d * knob / 100))) for d in full]
-
-    return {
-        "svd": Method(
-            "svd",
-            lambda c: _linear_reason(c, "svd"),
-            lambda c, r, o: L.SVDLinear(c.module.in_features, c.module.out_features, r,
-                                        bias=c.module.bias is not None),
-            lambda c, o: (1, min(c.module.in_features, c.module.out_features)),
-            lambda c, k, o: k,
-            lambda c, r, o: L.SVDLinear.from_linear(c.module, r, name=c.name),
-        ),
-        "cp": Method(
-            "cp",
-            lambda c: _conv_reason(c, "cp"),
-            lambda c, r, o: L.CPConv2d(**conv_kwargs(c.module), rank=r, form=o.get("form", "cp3")),
-            lambda c, o: (1, _cp_rank_bound(c.module)),
-            lambda c, k, o: k,
-            lambda c, r, o: L.CPConv2d.from_conv(c.module, r, name=c.name, **o),
-        ),
-        "tucker2": Method(
-            "tucker2",
-            lambda c: _conv_reason(c, "tucker2"),
-            lambda c, r, o: L.Tucker2Conv2d(**conv_kwargs(c.module), ranks=tuple(r)),
-            lambda c, o: (1, 100),
-            _tucker2_rank,
-            lambda c, r, o: L.Tucker2Conv2d.from_conv(c.module, ranks=tuple(r), name=c.name),
-        ),
-        "tt": Method(
-            "tt",
-            lambda c: None if isinstance(c.module, nn.Linear) else _conv_reason(c, "tt"),
-            lambda c, r, o: (L.TTLinear(*tt_shapes(c, o), r, bias=c.module.bias is not None)
-                             if isinstance(c.module, nn.Linear) else
-                             L.TTConv2d(*tt_shapes(c, o), c.module.kernel_size, r, stride=c.module.stride,
-                                        padding=c.module.padding, dilation=c.module.dilation,
-                                        bias=c.module.bias is not None)),
-            lambda c, o: (1, _tt_rank_bound(*tt_shapes(c, o))),
-            lambda c, k, o: k,
-            lambda c, r, o: (L.TTLinear.from_linear(c.module, *tt_shapes(c, o), r, name=c.name)
-                             if isinstance(c.module, nn.Linear) else
-                             L.TTConv2d.from_conv(c.module, *tt_shapes(c, o), r, name=c.name)),
-        ),
-        "tcl": Method(
-            "tcl",
-            lambda c: (_linear_reason(c, "tcl") or (None if c.flatten_from else
-                       "tcl needs a Linear fed by an nn.Flatten of a C×H×W activation")),
-            lambda c, r, o: L.TCLHead(tcl_full(c), c.module.out_features, tuple(r),
-                                      bias=c.module.bias is not None, bn=o.get("bn", "none")),
-            lambda c, o: (1, 100),
-            tcl_rank,
-            lambda c, r, o: L.TCLHead.from_linear(c.module, tcl_full(c), tuple(r), name=c.name,
-                                                  bn=o.get("bn", "none")),
-        ),
-    }
-
-
-# --- choosing the rank --------------------------------------------------------------------------------------
-
-
-def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, method: Method) -> Any:
-    """The rank a rule asks for on this layer (validated against the layer, not yet applied)."""
-    from .decompose import ranks
-
-    opts = rule.options
-    kind, value = rule.rank_kind, rule.rank_value
-    if kind == "rank":
-        return list(value) if isinstance(value, list) else value
-    if kind in ("ratio", "macs_ratio"):
-        lo, hi = method.rank_space(ctx, opts)
-        if kind == "ratio":
-            budget = value * ctx.dense_params
-            cost = lambda k: _meta(lambda: method.structure(ctx, method.to_rank(ctx, k, opts), opts)).params()  # noqa: E731
-        else:
-            budget = value * ctx.dense_macs
-            cost = lambda k: _meta(lambda: method.structure(ctx, method.to_rank(ctx, k, opts), opts)).macs(  # noqa: E731
-                ctx.input_shape)
-        knob = _largest_within(budget, cost, lo, hi)
-        if knob is None:
-            raise DecompositionError(ctx.name, f"even the smallest {rule.method} rank exceeds {kind}={value}")
-        return method.to_rank(ctx, knob, opts)
-    from .decompose import singular_values
-
-    weight = ctx.module.weight.detach()
-    if kind == "energy":
-        if rule.method == "svd":
-            return ranks.energy_rank(singular_values(weight), value)
-        if rule.method == "tucker2":
-            t, s = weight.shape[:2]
-            r_out = ranks.energy_rank(singular_values(weight.reshape(t, -1)), value)
-            r_in = ranks.energy_rank(singular_values(weight.transpose(0, 1).reshape(s, -1)), value)
-            return [r_in, r_out]
-        raise DecompositionError(ctx.name, f"energy ranks apply to svd and tucker2, not {rule.method}")
-    # vbmf
-    weakened = value == "weakened"
-    k = opts.get("k", 0.8)
-
-    def vbmf_rank(matrix: torch.Tensor) -> int:
-        r = ranks.evbmf(matrix)[0]
-        if r == 0:  # no signal above the noise: nothing to keep (MUSCO leaves such a layer as it is)
-            raise DecompositionError(ctx.name, "EVBMF finds no component above noise")
-        if weakened:
-            return ranks.weakened_evbmf(min(matrix.shape), r, k=k, min_rank=opts.get("min_rank", 21))
-        return r
-
-    if rule.method == "svd":
-        return vbmf_rank(weight)
-    t, s = weight.shape[:2]
-    return [vbmf_rank(weight.transpose(0, 1).reshape(s, -1)), vbmf_rank(weight.reshape(t, -1))]
+# --- the methods, through their registry ---------------------------------------------------------------------
 
 
 def applicable_methods(ctx: LayerContext) -> list[str]:
     """The methods that can factorize this layer (structurally; ranks are another question)."""
-    return [name for name, method in _method_table().items() if method.accepts(ctx) is None]
+    return methods.applicable(ctx)
+
+
+def choose_rank(ctx: LayerContext, rule: plan_mod.Rule) -> Any:
+    """The rank a rule asks for on this layer (validated against the layer, not yet applied)."""
+    return methods.get(rule.method).rank_for(ctx, rule.rank_kind, rule.rank_value, rule.options)
 
 
 def design_cost(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> dict[str, int]:
     """Analytic params and MACs of ``method`` at ``rank`` on this layer, without decomposing anything.
 
     The replacement is built on the meta device, so the numbers are the layer's own ``params()``/``macs()``.
-    Raises DecompositionError when the rank does not fit the layer.
+    Raises DecompositionError when the method does not apply or the rank does not fit the layer.
     """
-    m = _method_table()[method]
+    m = methods.get(method)
     reason = m.accepts(ctx)
     if reason:
         raise DecompositionError(ctx.name, reason)
-    layer = _meta(lambda: m.structure(ctx, rank, options or {}))
-    return {"params": layer.params(), "macs": layer.macs(ctx.input_shape)}
+    cost = m.cost(ctx, rank, options or {})
+    return {"params": cost["params"], "macs": cost["macs"]}
 
 
 def convert(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> nn.Module:
@@ -341,15 +114,15 @@ def convert(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] |
     Every failure is a DecompositionError naming the layer (structural misfit, a rank that does not fit,
     NaN/inf weights, an error of the decomposition itself).
     """
-    m = _method_table()[method]
+    m = methods.get(method)
     reason = m.accepts(ctx)
     if reason:
         raise DecompositionError(ctx.name, reason)
     try:
-        return m.convert(ctx, rank, options or {})
+        return m.fit(ctx, rank, options or {})
     except DecompositionError:
         raise
-    except (ValueError, RuntimeError) as err:
+    except (ValueError, RuntimeError, TypeError) as err:
         raise DecompositionError(ctx.name, str(err).strip().splitlines()[0]) from None
 
 
@@ -371,7 +144,7 @@ def not_smaller(ctx: LayerContext, method: str, rank: Any, options: dict[str, An
 
 
 def not_faster(ctx: LayerContext, replacement: nn.Module) -> str | None:
-    """REFERENCE.md's skip rule, on analytic costs: a replacement that saves no MACs is not worth it."""
+    """The skip rule, on analytic costs: a replacement that saves no MACs is not worth its extra layers."""
     new = replacement.macs(ctx.input_shape)
     if new >= ctx.dense_macs:
         return f"would not get faster ({new:,} MACs >= dense {ctx.dense_macs:,})"
@@ -416,7 +189,6 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
     if not input_shape:
         raise ModelError("compress needs the model's input shape (C,H,W)")
     new = copy.deepcopy(model).eval()
-    methods = _method_table()
     done, skipped = [], []
     matched_explicit = set()
     for ctx in candidates(new, input_shape):
@@ -425,12 +197,12 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
             continue
         if rule.explicit:
             matched_explicit.add(rule.layers)
-        method = methods[rule.method]
+        method = methods.get(rule.method)
         try:
             reason = method.accepts(ctx)
             if reason:
                 raise DecompositionError(ctx.name, reason)
-            rank = choose_rank(ctx, rule, method)
+            rank = choose_rank(ctx, rule)
             larger = None if rule.force else not_smaller(ctx, rule.method, rank, rule.options)
             if larger:
                 skipped.append({"name": ctx.name, "reason": larger})
@@ -479,15 +251,14 @@ def rebuild(model: nn.Module, compression: dict[str, Any], source: Any = "model.
     features, kernel, stride, padding, dilation, bias), its ranks are valid (the layer's own checks, run on
     the meta device) and it has at most :data:`MAX_GROWTH` times the slot's parameters. So a record that does
     not fit the model is a one-line error, not an allocation."""
-    from .layers import LAYERS
-
+    known = factorized_types()
     for entry in compression.get("layers", []):
         name = entry.get("name")
         where = f"{source}: compressed layer {name!r}"
-        cls = LAYERS.get(entry.get("type")) if isinstance(entry.get("type"), str) else None
+        cls = known.get(entry.get("type")) if isinstance(entry.get("type"), str) else None
         if cls is None:
             raise ModelError(f"{where}: unknown layer type {entry.get('type')!r} "
-                             f"(known: {', '.join(sorted(LAYERS))})")
+                             f"(known: {', '.join(sorted(known))})")
         config = entry.get("config")
         if not isinstance(name, str) or not isinstance(config, dict):
             raise ModelError(f"{where}: needs a 'name' string and a 'config' object")

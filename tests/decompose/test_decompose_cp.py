@@ -370,3 +370,13 @@ def test_als_reaches_the_noise_floor_of_a_planted_conv_kernel():
         assert res.rel_error <= 1.05 * floor
         # the fitted model cannot beat the floor by more than the noise its parameters can absorb
         assert res.rel_error >= floor * math.sqrt(1 - 2 * dof / x.numel())
+
+
+def test_als_auto_start_at_rank_one_falls_back_to_svd():
+    """Rank 1 leaves the GEVD start no pencil to diagonalise (one middle direction): the SVD start is used."""
+    from tensorslim.decompose import cp_als
+
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(n, 1, generator=g, dtype=torch.float64) for n in (4, 4, 9))
+    x = torch.einsum("ir,jr,kr->ijk", a, b, c)
+    assert cp_als(x, 1).rel_error < 1e-8

@@ -582,6 +582,8 @@ def _gevd_start(x: torch.Tensor, rank: int, u_first: torch.Tensor | None = None,
     core = ((u_first.transpose(0, 1) @ x.reshape(first, -1)).reshape(rank * mid, last) @ u_last)
     core = core.reshape(rank, mid, rank)  # R × (middle modes) × R
     mix = leading_left_vectors(core.permute(1, 0, 2).reshape(mid, -1), 2)  # two leading middle directions
+    if mix.shape[1] < 2:  # rank 1: the middle unfolding has a single direction, no pencil to diagonalise
+        return None
     s1 = torch.einsum("amb,m->ab", core, mix[:, 0])
     s2 = torch.einsum("amb,m->ab", core, mix[:, 1])
     try:

@@ -474,7 +474,7 @@ def tucker2_conv_macs(ranks: tuple[int, int] | Sequence[int], T: int, S: int, kh
 def cp_conv_not_faster(rank: int, T: int, S: int, kh: int, kw: int, in_hw: int | Sequence[int],
                        out_hw: int | Sequence[int], form: str = "cp3") -> bool:
     """Skip rule: True when the CP conv needs at least the dense conv's multiply-adds,
-    ``R(S·Hi·Wi + k²·Ho·Wo + T·Ho·Wo) >= T·S·k²·Ho·Wo`` for CP-3 (REFERENCE.md; CP-4 analogous)."""
+    ``R(S·Hi·Wi + k²·Ho·Wo + T·Ho·Wo) >= T·S·k²·Ho·Wo`` for CP-3 (CP-4 analogous)."""
     return cp_conv_macs(rank, T, S, kh, kw, in_hw, out_hw, form) >= dense_conv_macs(T, S, kh, kw, out_hw)
 
 

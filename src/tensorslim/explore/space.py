@@ -37,17 +37,13 @@ import torch
 from torch import nn
 
 from .. import _atomic
+from .. import methods as method_registry
 from ..errors import DecompositionError, TensorSlimError
-from ..surgery import LayerContext, applicable_methods, design_cost
+from ..methods import LayerContext
+from ..methods.base import FLOAT_BYTES
+from ..methods.tt import GRID_RANKS as TT_RANKS
 
-FLOAT_BYTES = 4
-ALL_METHODS = ("svd", "cp", "tucker2", "tt", "tcl")
-SVD_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)
-CP_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 1.5)  # of max(in, out) channels
-TUCKER_PERCENTS = (10, 25, 50, 75, 100)  # of each channel mode
-TT_RANKS = (1, 2, 4, 8, 16)
-TCL_PERCENTS = (25, 50, 75, 100)  # of C, and of H and W together
-CP_VARIANTS = (("cp3", "power"), ("cp3", "als"), ("cp4", "power"), ("cp4", "als"))
+ALL_METHODS = method_registry.names()
 
 
 class ExploreError(TensorSlimError):
@@ -129,104 +125,17 @@ STAGE_TEXT = {
 # --- enumeration --------------------------------------------------------------------------------------------
 
 
-def _unique(values: Sequence[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return out
-
-
-def _channels(ctx: LayerContext) -> tuple[int, int]:
-    m = ctx.module
-    return (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels, m.out_channels)
-
-
-def _point(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any], out_bytes: int) -> DesignPoint | None:
-    try:
-        cost = design_cost(ctx, method, rank, options)
-    except (DecompositionError, ValueError, RuntimeError):
-        return None
-    return DesignPoint(ctx.name, method, rank, dict(options), cost["params"], cost["macs"],
-                       FLOAT_BYTES * cost["params"] + out_bytes)
-
-
-def _tt_points(ctx: LayerContext, max_factors: int, ranks: Sequence[int], out_bytes: int) -> list[DesignPoint]:
-    from ..layers import tt_design_points
-    from ..layers.tt import tt_conv_macs, tt_conv_params, tt_conv_ranks
-
-    n_in, n_out = _channels(ctx)
-    if n_in < 2 or n_out < 2:
-        return []
-    points: list[DesignPoint] = []
-    is_linear = isinstance(ctx.module, nn.Linear)
-    bias = ctx.module.bias is not None
-    for shape in tt_design_points(n_in, n_out, max_factors=max_factors):
-        seen = set()
-        opts = {"in_shape": list(shape.in_shape), "out_shape": list(shape.out_shape)}
-        for r in ranks:
-            if is_linear:  # analytic formulas of the design point: no module needed
-                resolved = shape.ranks(r)
-                if resolved in seen:
-                    continue
-                seen.add(resolved)
-                params = shape.params(r, bias=bias)
-                points.append(DesignPoint(ctx.name, "tt", r, opts, params, shape.macs(r),
-                                          FLOAT_BYTES * params + out_bytes))
-            else:  # the TTConv2d formulas: building the layer, even on the meta device, is slow
-                kernel = ctx.module.kernel_size
-                ranks_k = tt_conv_ranks(shape.in_shape, shape.out_shape, kernel, r)
-                if ranks_k in seen:
-                    continue
-                seen.add(ranks_k)
-                params = tt_conv_params(shape.in_shape, shape.out_shape, kernel, ranks_k, bias=bias)
-                macs = tt_conv_macs(shape.in_shape, shape.out_shape, kernel, ranks_k, ctx.output_shape[-2:])
-                points.append(DesignPoint(ctx.name, "tt", r, opts, params, macs, FLOAT_BYTES * params + out_bytes))
-    return points
-
-
 def layer_points(ctx: LayerContext, methods: Sequence[str] = ALL_METHODS, *, max_factors: int = 3,
                  tt_ranks: Sequence[int] = TT_RANKS) -> list[DesignPoint]:
-    """Every design point of ``methods`` that applies to this layer, with its analytic costs."""
+    """Every design point of ``methods`` that applies to this layer, with its analytic costs: each method's own
+    grid (:meth:`tensorslim.methods.Method.design_points`)."""
     out_bytes = FLOAT_BYTES * math.prod(ctx.output_shape)
-    usable = [m for m in applicable_methods(ctx) if m in methods]
-    n_in, n_out = _channels(ctx)
-    points: list[DesignPoint] = []
-    for method in usable:
-        if method == "svd":
-            full = min(n_in, n_out)
-            for r in _unique([max(1, round(f * full)) for f in SVD_FRACTIONS]):
-                points.append(_point(ctx, "svd", r, {}, out_bytes))
-        elif method == "cp":
-            kk = ctx.module.kernel_size[0] * ctx.module.kernel_size[1]
-            bound = min(n_in * n_out, n_in * kk, n_out * kk)
-            ranks = _unique([min(bound, max(1, round(f * max(n_in, n_out)))) for f in CP_FRACTIONS])
-            for form, algorithm in CP_VARIANTS:
-                for r in ranks:
-                    points.append(_point(ctx, "cp", r, {"algorithm": algorithm, "form": form}, out_bytes))
-        elif method == "tucker2":
-            kk = ctx.module.kernel_size[0] * ctx.module.kernel_size[1]
-            r_ins = _unique([max(1, min(n_in, n_out * kk, round(n_in * p / 100))) for p in TUCKER_PERCENTS])
-            r_outs = _unique([max(1, min(n_out, n_in * kk, round(n_out * p / 100))) for p in TUCKER_PERCENTS])
-            seen = set()
-            for ri in r_ins:
-                for ro in r_outs:
-                    p = _point(ctx, "tucker2", [ri, ro], {}, out_bytes)
-                    # Tucker-1 (few input channels) ignores r_in: keep one point per structure
-                    if p is not None and (p.params, p.macs) not in seen:
-                        seen.add((p.params, p.macs))
-                        points.append(p)
-        elif method == "tt":
-            points.extend(_tt_points(ctx, max_factors, tt_ranks, out_bytes))
-        elif method == "tcl":
-            c, h, w = ctx.flatten_from
-            for pc in TCL_PERCENTS:
-                for ps in TCL_PERCENTS:
-                    rank = [max(1, round(c * pc / 100)), max(1, round(h * ps / 100)), max(1, round(w * ps / 100))]
-                    points.append(_point(ctx, "tcl", rank, {}, out_bytes))
+    settings = {"max_factors": max_factors, "tt_ranks": tuple(tt_ranks)}
     unique: dict[str, DesignPoint] = {}
-    for p in points:
-        if p is not None:
+    for name in (m for m in method_registry.applicable(ctx) if m in methods):
+        for c in method_registry.get(name).design_points(ctx, settings):
+            p = DesignPoint(ctx.name, name, c.rank, dict(c.options), c.params, c.macs,
+                            FLOAT_BYTES * c.params + out_bytes)
             unique.setdefault(p.key, p)
     return list(unique.values())
 

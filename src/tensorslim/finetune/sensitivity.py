@@ -5,7 +5,7 @@ every point of a rank grid, the validation accuracy drop when ONLY that layer is
 on the first ``max_samples`` validation images. The grid is method-agnostic: each value is a fraction of the
 layer's parameters to keep (a plan ``ratio`` rule), turned into the method's explicit rank by
 :mod:`tensorslim.surgery`; duplicate ranks are measured once. A point whose replacement would not save MACs
-(REFERENCE.md's "not faster" rule) is never recorded, so an allocation can never choose it. The table can be
+(the "not faster" rule of :mod:`tensorslim.surgery`) is never recorded, so an allocation can never choose it. The table can be
 cached in a JSON file keyed by a fingerprint of the weights, methods, grid and sample count; it is written after
 every layer, so an interrupted run resumes.
 
