@@ -16,18 +16,37 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
+BARRIER_TIMEOUT = 300.0  # seconds; a worker whose test died never waits (or trains) forever
+
 
 def _wait(path: Path) -> None:
+    deadline = time.monotonic() + BARRIER_TIMEOUT
     while not path.exists():
+        if time.monotonic() > deadline:
+            os._exit(3)
         time.sleep(0.0005)
+
+
+def _exit_with_parent() -> None:
+    """End this process when the test process that started it is gone (no orphans left training)."""
+    parent = int(os.environ.get("BARRIER_PARENT", os.getppid()))  # set by study_checks.start
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:
     barrier, mode, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     pid = os.getpid()
+    _exit_with_parent()
     if os.environ.get("FAKE_HOSTNAME"):
         import socket
 

@@ -19,9 +19,11 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 BARRIER_WORKER = Path(__file__).with_name("barrier_worker.py")
 
@@ -118,7 +120,23 @@ def start(barrier: Path, mode: str, *args: str, env: dict[str, str] | None = Non
     """A :mod:`barrier_worker` process (stdout and stderr together, as text; ``env`` added to the environment)."""
     return subprocess.Popen([sys.executable, str(BARRIER_WORKER), str(barrier), mode, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "BARRIER_PARENT": str(os.getpid()), **(env or {})})
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
+    """:func:`start` for a test; whatever is still running when the test ends (a failed assertion) is killed."""
+    procs: list[subprocess.Popen] = []
+
+    def _start(*args: Any, **kwargs: Any) -> subprocess.Popen:
+        procs.append(start(*args, **kwargs))
+        return procs[-1]
+
+    yield _start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def wait_for(condition, procs: list[subprocess.Popen], what: str, timeout: float = 180.0) -> None:

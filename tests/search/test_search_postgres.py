@@ -13,7 +13,7 @@ import socket
 
 import optuna
 import pytest
-from study_checks import db_trials, duplicate_problems, finished_counts, query, release, start, wait_for
+from study_checks import db_trials, duplicate_problems, finished_counts, query, release, wait_for
 
 from tensorslim.search import SearchSpace
 
@@ -54,11 +54,11 @@ def _check_arch(url: str, study: str) -> None:
         assert space.suggest(optuna.trial.FixedTrial(t.params), "auto") == t.user_attrs["arch"]
 
 
-def test_two_cli_workers_started_together_on_a_fresh_postgresql_study(pg_url, tmp_path):
+def test_two_cli_workers_started_together_on_a_fresh_postgresql_study(pg_url, tmp_path, spawn):
     # (SQLite: test_storage_race for the creation race, the kill test below for two workers on one file)
     url, n = pg_url, 4
     barrier = tmp_path / "go"
-    procs = [start(barrier, "cli", *_args(tmp_path, url, "two", n)) for _ in range(2)]
+    procs = [spawn(barrier, "cli", *_args(tmp_path, url, "two", n)) for _ in range(2)]
     release(barrier, procs)  # both create the storage and the study at the same moment
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -74,13 +74,13 @@ def test_two_cli_workers_started_together_on_a_fresh_postgresql_study(pg_url, tm
     _check_arch(url, "two")
 
 
-def test_killed_worker_trial_is_failed_and_rerun_by_the_other(url, tmp_path):
+def test_killed_worker_trial_is_failed_and_rerun_by_the_other(url, tmp_path, spawn):
     n = 3
     barrier, barrier2 = tmp_path / "go", tmp_path / "go2"
     # the slow worker never ends its trial, and plays a worker on another machine: the fast one cannot see that
     # its process is gone, only that its heartbeat stopped
-    slow = start(barrier, "cli", *_args(tmp_path, url, "kill", n, epochs=100_000), env={"FAKE_HOSTNAME": "box-b"})
-    fast = start(barrier2, "cli", *_args(tmp_path, url, "kill", n))  # imports meanwhile, waits at its barrier
+    slow = spawn(barrier, "cli", *_args(tmp_path, url, "kill", n, epochs=100_000), env={"FAKE_HOSTNAME": "box-b"})
+    fast = spawn(barrier2, "cli", *_args(tmp_path, url, "kill", n))  # imports meanwhile, waits at its barrier
     release(barrier, [slow])
     me = f"box-b:{slow.pid}"
     victim: dict = {}

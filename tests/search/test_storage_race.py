@@ -12,16 +12,16 @@ import copy
 from pathlib import Path
 
 import pytest
-from study_checks import duplicate_problems, query, release, start, wait_for
+from study_checks import duplicate_problems, query, release, wait_for
 
 ROUNDS, WORKERS = 4, 2  # 2 workers lost 9 rounds in 10 on the old code
 
 
-def _race(urls: list[str], tmp_path: Path) -> list[list[str]]:
+def _race(urls: list[str], tmp_path: Path, spawn) -> list[list[str]]:
     """``WORKERS`` processes open the same fresh study on each URL in turn, released together every round;
     returns each round's results (``ok STUDY_ID`` or ``ERR ...`` per worker)."""
     barrier = tmp_path / "go"
-    procs = [start(barrier, "open", *urls) for _ in range(WORKERS)]
+    procs = [spawn(barrier, "open", *urls) for _ in range(WORKERS)]
     release(barrier, procs)  # (round 0 still waits for its own file)
     results = []
     for i in range(len(urls)):
@@ -50,14 +50,14 @@ def _check(results: list[list[str]], urls: list[str]) -> None:
         _check_db(url)
 
 
-def test_workers_creating_one_fresh_sqlite_study_at_once(tmp_path):
+def test_workers_creating_one_fresh_sqlite_study_at_once(tmp_path, spawn):
     urls = [f"sqlite:///{tmp_path / f'race{i}.db'}" for i in range(ROUNDS)]
-    _check(_race(urls, tmp_path), urls)
+    _check(_race(urls, tmp_path, spawn), urls)
 
 
-def test_workers_creating_one_fresh_postgresql_study_at_once(tmp_path, postgres_server):
+def test_workers_creating_one_fresh_postgresql_study_at_once(tmp_path, postgres_server, spawn):
     urls = [postgres_server.url(postgres_server.create_database()) for _ in range(ROUNDS)]
-    _check(_race(urls, tmp_path), urls)
+    _check(_race(urls, tmp_path, spawn), urls)
 
 
 # ---------------------------------------------------------------------------- the duplicate check itself
