@@ -341,7 +341,11 @@ def explore(
     # 1-2. design space and pruning -------------------------------------------------------------------------
     spaces = enumerate_space(candidates(model, input_shape), methods, max_factors=max_factors)
     out.mkdir(parents=True, exist_ok=True)
-    report = prune(spaces, max_error=max_error, cache=ErrorCache(out / "cache" / "errors.json"), log=log)
+    errors = ErrorCache(out / "cache" / "errors.json")
+    try:
+        report = prune(spaces, max_error=max_error, cache=errors, log=log)
+    finally:
+        errors.save()  # also when interrupted: a rerun reuses the errors computed so far
     check_not_empty(spaces, report)
     log(f"design space: {report['points']['all']:,} layer points -> {report['points']['error-bound']:,} after "
         f"pruning; whole-model space 10^{report['space_log10']['all']} -> 10^{report['space_log10']['error-bound']}"
@@ -351,7 +355,10 @@ def explore(
         from .latency import LatencyCache, describe
 
         lat_cache = LatencyCache(latency_cache or out / "cache" / "latency.json", repeats=latency_repeats)
-        removed = ev.measure_latency(lat_cache, spaces, meta["spec"])
+        try:
+            removed = ev.measure_latency(lat_cache, spaces, meta["spec"])
+        finally:
+            lat_cache.save()  # also when interrupted: a rerun reuses the measurements made so far
         after = [len(s.survivors) for s in spaces]
         report["latency"] = {**describe(lat_cache), "removed": removed, "points_after": sum(after),
                              "space_log10_after": round(math.log10(math.prod(1 + n for n in after)), 3)}
