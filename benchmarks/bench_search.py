@@ -213,7 +213,7 @@ def phase_table(args, work: Path, workers: dict | None) -> dict:
     dirs = [Path(f["dir"]) for f in found] + [work / "baselines" / n for n in base]
     if dirs:
         try:
-            from tensorslim.export import write_report
+            from tensorslim.report import write_report
 
             write_report(dirs, work / "report", title="tensorslim search on Fashion-MNIST")
             out["report"] = str(work / "report" / "index.html")

@@ -233,7 +233,7 @@ def bench_cmd(target: str, batches: str, threads: int | None, runtime: str, agai
 @click.option("--title", default="tensorslim report", show_default=True)
 def report_cmd(dirs: tuple[str, ...], out: str, title: str) -> None:
     """An HTML report (plots of accuracy vs params, MACs, latency; per-layer costs) over model directories."""
-    from .export import write_report
+    from .report import write_report
 
     write_report(list(dirs), out, title=title)
     click.echo(f"report: {Path(out) / 'index.html'}")

@@ -150,8 +150,9 @@ def demo(dataset: str, out: Path, *, data_dir: str | None = None, model: str = "
     """
     import time
 
-    from .export import benchmark, export_target, write_report
+    from .export import benchmark, export_target
     from .finetune import finetune
+    from .report import write_report
 
     t0 = time.perf_counter()
     out = Path(out)

@@ -505,7 +505,7 @@ def explore(
         _atomic.write_bytes(out / "plots" / "methods.png", methods_plot(pareto, trials_json))
     if plots:  # the export stage's HTML report over the original model and the Pareto set, when available
         try:
-            from ..export import write_report
+            from ..report import write_report
 
             write_report([model_dir, *[out / "pareto" / h["id"] for h in front]], out / "report",
                          title=f"tensorslim explore: {model_dir.name} on {dataset}")

@@ -1,11 +1,22 @@
-"""ONNX export with ONNX Runtime verification, latency benchmarks, and HTML/JSON reports.
+"""ONNX export with ONNX Runtime verification, graph passes, and latency benchmarks.
 
-* :func:`export_onnx`, :func:`node_summary`, :func:`inspect_onnx` (:mod:`.onnx`)
-* :func:`benchmark`, :func:`format_table` (:mod:`.bench`)
-* :func:`write_report` (:mod:`.report`)
+One job per module:
 
-Names are imported lazily, so that ``import tensorslim.export`` stays cheap (matplotlib and onnxruntime are
-only loaded by the functions that need them).
+* :mod:`.onnx` - :func:`export_onnx`, :func:`export_target`, :func:`dataset_inputs`, :class:`ExportResult`
+* :mod:`.exporters` - torch's TorchScript and dynamo exporters, opsets, the fallback order
+* :mod:`.diagnose` - a failing forward pass or untranslatable operator, named in one line
+* :mod:`.verify` - ONNX Runtime against PyTorch on random and real inputs (:class:`Check`)
+* :mod:`.graph` - :func:`inspect_onnx`, :func:`node_summary` (:class:`GraphInfo`)
+* :mod:`.passes` - graph-rewrite passes on an ``onnx.ModelProto`` (:func:`pad_channels`, :func:`apply_passes`)
+* :mod:`.session` - :func:`ort_session`, the ONNX Runtime CPU session every check and benchmark uses
+* :mod:`.hardware` - CPU model and flags, :func:`nchwc_block`, the machine description of a benchmark
+* :mod:`.bench` - :func:`benchmark` (paired alternation), :func:`format_table`; with :mod:`.runners` (one
+  model in one runtime) and :mod:`.memory` (resident set size)
+
+The HTML/JSON report is a stage above this one: :mod:`tensorslim.report`.
+
+Names are imported lazily, so that ``import tensorslim.export`` stays cheap (torch, onnx and onnxruntime are
+only loaded by the first name used).
 """
 
 from __future__ import annotations
@@ -14,35 +25,30 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _NAMES = {
-    "export_onnx": "onnx", "export_target": "onnx", "dataset_inputs": "onnx",
-    "node_summary": "onnx", "inspect_onnx": "onnx", "ExportResult": "onnx",
-    "GraphInfo": "onnx", "Check": "onnx", "ExportError": "onnx", "VerificationError": "onnx",
-    "benchmark": "bench", "format_table": "bench", "BenchResult": "bench", "BenchError": "bench",
-    "write_report": "report", "pareto_front": "report", "ReportError": "report",
+    "export_onnx": "onnx", "export_target": "onnx", "dataset_inputs": "onnx", "ExportResult": "onnx",
+    "ExportError": "_common", "BenchError": "_common",
+    "Check": "verify", "VerificationError": "verify",
+    "node_summary": "graph", "inspect_onnx": "graph", "GraphInfo": "graph",
+    "pad_channels": "passes", "apply_passes": "passes",
+    "ort_session": "session", "nchwc_block": "hardware",
+    "benchmark": "bench", "format_table": "bench", "BenchResult": "bench",
 }
 
 __all__ = [
-    "BenchError", "BenchResult", "Check", "ExportError", "ExportResult", "GraphInfo", "ReportError",
-    "VerificationError", "benchmark", "dataset_inputs", "export_onnx", "export_target",
-    "format_table", "inspect_onnx", "node_summary",
-    "pareto_front", "write_report",
+    "BenchError", "BenchResult", "Check", "ExportError", "ExportResult", "GraphInfo", "VerificationError",
+    "apply_passes", "benchmark", "dataset_inputs", "export_onnx", "export_target", "format_table",
+    "inspect_onnx", "nchwc_block", "node_summary", "ort_session", "pad_channels",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .bench import BenchError, BenchResult, benchmark, format_table
-    from .onnx import (
-        Check,
-        ExportError,
-        ExportResult,
-        GraphInfo,
-        VerificationError,
-        dataset_inputs,
-        export_onnx,
-        export_target,
-        inspect_onnx,
-        node_summary,
-    )
-    from .report import ReportError, pareto_front, write_report
+    from ._common import BenchError, ExportError
+    from .bench import BenchResult, benchmark, format_table
+    from .graph import GraphInfo, inspect_onnx, node_summary
+    from .hardware import nchwc_block
+    from .onnx import ExportResult, dataset_inputs, export_onnx, export_target
+    from .passes import apply_passes, pad_channels
+    from .session import ort_session
+    from .verify import Check, VerificationError
 
 
 def __getattr__(name: str) -> Any:

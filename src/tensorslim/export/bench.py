@@ -40,16 +40,13 @@ matters.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import gc
 import os
-import platform
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +54,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .onnx import ExportError, check_input_shape, export_onnx, inspect_onnx, one_line, ort_session
+from ._common import BenchError, check_input_shape, one_line
+from .hardware import machine
+from .memory import PeakRss, rss_bytes
+from .runners import Runner, make_runner
 
 Runtime = Literal["ort", "torch"]
 Target = nn.Module | str | os.PathLike
@@ -66,10 +66,6 @@ DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 30
 _MAX_THREADS = 1024
 _MAX_BATCH = 1 << 16
-
-
-class BenchError(ExportError):
-    """Bad benchmark arguments or a target that cannot be timed."""
 
 
 @dataclasses.dataclass
@@ -177,208 +173,6 @@ def _check_count(value: Any, what: str, low: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# memory
-
-
-def _rss_bytes() -> int | None:
-    """Resident set size of this process (Linux ``/proc/self/statm``), or None where unavailable."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class _PeakRss:
-    """Sample the RSS every ``interval`` seconds in a background thread while the block runs."""
-
-    def __init__(self, interval: float = 0.001):
-        self.interval = interval
-        self.peak: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        rss = _rss_bytes()
-        if rss is not None:
-            self.peak = rss if self.peak is None else max(self.peak, rss)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> _PeakRss:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# runners: one per model; load() builds the session / copy, bind(x) returns a zero-argument call
-
-
-class _Runner:
-    label: str
-    runtime: str
-    source: str
-    file_bytes: int | None = None
-    weight_bytes: int | None = None
-    input_shape: tuple[int, ...] | None = None  # without batch; None: any (taken from the other model)
-    fixed_batch: int | None = None
-
-    def load(self, threads: int) -> None:
-        raise NotImplementedError
-
-    def bind(self, x: np.ndarray) -> Callable[[], object]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Drop the session / model copy."""
-
-
-class _OrtRunner(_Runner):
-    runtime = "ort"
-
-    def __init__(self, path: Path, label: str, source: str | None = None):
-        info = inspect_onnx(path)  # a one-line ExportError for files that are not ONNX
-        if len(info.inputs) != 1:
-            raise BenchError(f"{path}: the model has {len(info.inputs)} inputs; only one-input models "
-                             "are timed")
-        dims = info.inputs[0][1]
-        if len(dims) < 2:
-            raise BenchError(f"{path}: the input has shape {dims}; expected a batch axis and a sample shape")
-        self.path = path
-        self.label = label
-        self.source = source or str(path)
-        self.fixed_batch = dims[0] if isinstance(dims[0], int) else None
-        sample = dims[1:]
-        self.input_shape = tuple(sample) if all(isinstance(d, int) for d in sample) else None  # type: ignore
-        external = path.with_name(path.name + ".data")  # weights stored beside the graph, if any
-        self.file_bytes = path.stat().st_size + (external.stat().st_size if external.exists() else 0)
-        self.weight_bytes = info.initializer_bytes
-        self.session = None
-
-    def load(self, threads: int) -> None:
-        self.session = ort_session(self.path, threads=threads)
-        inp = self.session.get_inputs()[0]
-        if inp.type != "tensor(float)":
-            raise BenchError(f"{self.path}: the input is {inp.type}; only float32 inputs are timed")
-        self.input_name = inp.name
-
-    def bind(self, x: np.ndarray) -> Callable[[], object]:
-        sess, feed = self.session, {self.input_name: x}
-        return lambda: sess.run(None, feed)
-
-    def close(self) -> None:
-        self.session = None
-
-
-class _TorchRunner(_Runner):
-    runtime = "torch"
-
-    def __init__(self, model: nn.Module, label: str, source: str, input_shape: tuple[int, ...] | None,
-                 file_bytes: int | None = None):
-        self.original = model
-        self.label = label
-        self.source = source
-        self.input_shape = input_shape
-        self.file_bytes = file_bytes
-        self.weight_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-        self.model: nn.Module | None = None
-
-    def load(self, threads: int) -> None:
-        model = copy.deepcopy(self.original).eval()
-        if self.input_shape is not None and len(self.input_shape) == 3:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-
-    def bind(self, x: np.ndarray) -> Callable[[], object]:
-        t = torch.from_numpy(x)
-        if t.ndim == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        model = self.model
-        return lambda: model(t)
-
-    def close(self) -> None:
-        self.model = None
-
-
-def _model_input_shape(model: nn.Module) -> tuple[int, ...] | None:
-    shape = getattr(model, "tensorslim_input_shape", None)  # set by tensorslim.modeldir.build / load
-    return tuple(int(d) for d in shape) if shape else None
-
-
-def _make_runner(target: Any, runtime: str, label: str | None, input_shape: tuple[int, ...] | None,
-                 workdir: Path, tag: str) -> _Runner:
-    """A runner for ``target`` (module, .onnx file or model directory); exports modules for ``ort``."""
-    file_bytes = None
-    if isinstance(target, (str, os.PathLike)):
-        path = Path(target)
-        if not path.exists():
-            raise BenchError(f"{path}: no such file or model directory")
-        if path.is_dir():
-            from .. import modeldir
-
-            if not modeldir.is_model_dir(path):
-                raise BenchError(f"{path}: not a model directory (no {modeldir.MODEL_JSON}) "
-                                 "and not an ONNX file")
-            meta = modeldir.read_meta(path)
-            module = modeldir.load(path)
-            if input_shape is None and meta.get("input_shape"):
-                input_shape = check_input_shape(meta["input_shape"],
-                                                f"{path / modeldir.MODEL_JSON}: input_shape")
-            weights = path / modeldir.WEIGHTS
-            file_bytes = weights.stat().st_size if weights.exists() else None
-            target, label = module, label or path.name
-            source = str(path)
-        else:
-            if runtime != "ort":
-                raise BenchError(f"{path}: an ONNX file can only be timed with runtime 'ort', "
-                                 f"not {runtime!r}")
-            return _OrtRunner(path, label or path.stem)
-    elif isinstance(target, nn.Module):
-        source = type(target).__name__
-        label = label or source
-    else:
-        raise BenchError(f"cannot benchmark a {type(target).__name__}: give an nn.Module, an .onnx file or a "
-                         "model directory")
-    shape = input_shape or _model_input_shape(target)
-    if runtime == "torch":
-        if any(p.device.type != "cpu" for p in target.parameters()):
-            raise BenchError(f"{label}: the model must be on the CPU")
-        return _TorchRunner(target, label, source, shape, file_bytes)
-    if shape is None:
-        raise BenchError(f"{label}: an input shape is required to export the module (e.g. 1,28,28)")
-    onnx_path = workdir / f"{tag}.onnx"
-    export_onnx(target, onnx_path, shape, batch="dynamic", verify=True)
-    return _OrtRunner(onnx_path, label, source)
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__}
-
-
-# ----------------------------------------------------------------------------------------------------------
 # public API
 
 
@@ -424,14 +218,14 @@ def benchmark(
 
     torch.set_flush_denormal(True)
     previous_threads = torch.get_num_threads()
-    runners: list[_Runner] = []
+    runners: list[Runner] = []
     with tempfile.TemporaryDirectory(prefix="tensorslim-bench-") as tmp:
         try:
             torch.set_num_threads(n_threads)
             targets = [target] if against is None else [target, against]
             for i, t in enumerate(targets):
-                runners.append(_make_runner(t, runtime, labels[i] if labels else None, shape, Path(tmp),
-                                            f"model{i}"))
+                runners.append(make_runner(t, runtime, labels[i] if labels else None, shape, Path(tmp),
+                                           f"model{i}"))
             shape = _common_shape(runners, shape)
             for r in runners:
                 if r.fixed_batch is not None and any(b != r.fixed_batch for b in batches):
@@ -470,11 +264,11 @@ def benchmark(
     if n_threads > (os.cpu_count() or n_threads):
         notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
     return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
-                       batch_sizes=batches, machine=_machine(), models=results, comparison=comparison,
+                       batch_sizes=batches, machine=machine(), models=results, comparison=comparison,
                        notes=notes)
 
 
-def _common_shape(runners: list[_Runner], shape: tuple[int, ...] | None) -> tuple[int, ...]:
+def _common_shape(runners: list[Runner], shape: tuple[int, ...] | None) -> tuple[int, ...]:
     for r in runners:
         if r.input_shape is None:
             continue
@@ -487,13 +281,13 @@ def _common_shape(runners: list[_Runner], shape: tuple[int, ...] | None) -> tupl
     return shape
 
 
-def _load_and_measure(r: _Runner, threads: int, inputs: dict[int, np.ndarray]) -> ModelBench:
+def _load_and_measure(r: Runner, threads: int, inputs: dict[int, np.ndarray]) -> ModelBench:
     """Load ``r`` and run it once per batch size, measuring the RSS growth (see the module docstring)."""
     gc.collect()
-    base = _rss_bytes()
+    base = rss_bytes()
     r.load(threads)
-    loaded = _rss_bytes()
-    with torch.inference_mode(), _PeakRss() as peak:
+    loaded = rss_bytes()
+    with torch.inference_mode(), PeakRss() as peak:
         for x in inputs.values():
             try:
                 r.bind(x)()

@@ -654,7 +654,7 @@ def finalize(
 
 def _write_report(dirs: list[Path], dest: Path, title: str, log: Callable[[str], None]) -> None:
     try:
-        from ..export import write_report
+        from ..report import write_report
     except ImportError:  # pragma: no cover - export stage absent
         log("tensorslim.export is not available: no report written")
         return

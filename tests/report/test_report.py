@@ -16,7 +16,7 @@ import torch.utils.flop_counter
 from PIL import Image
 
 from tensorslim.errors import TensorSlimError
-from tensorslim.export import ReportError, pareto_front, write_report
+from tensorslim.report import ReportError, pareto_front, write_report
 
 LAYERS = [  # name, params before/after, MACs before/after
     ("features.conv2", 4608, 600, 903168, 117600),
