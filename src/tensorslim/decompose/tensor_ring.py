@@ -31,6 +31,18 @@ from ._common import WORK_DTYPE, check_int, check_positive_float, prepare, relat
 
 #: Eigenvalues of a normal-equation matrix below this fraction of its largest are treated as zero.
 _RCOND = 1e-13
+#: Relative size of the perturbation added to an embedded TR-SVD start.
+_PAD = 0.3
+#: Sweeps each of the two starts gets when TR-SVD cannot reach the ranks.
+_BURN_IN = 15
+#: Random starts raced against the TR-SVD start.
+_RANDOM_STARTS = 3
+#: A TR-SVD start this close to the tensor is kept without a race.
+_EXACT = 1e-10
+
+
+def _start_error(work: torch.Tensor, cores: Sequence[torch.Tensor]) -> float:
+    return relative_error(work, tr_to_tensor(cores))
 
 
 @dataclass(frozen=True)
@@ -265,6 +277,58 @@ def _random_ring(shape: Sequence[int], ranks: Sequence[int], norm: float, seed: 
     return cores
 
 
+def _capped_ranks(shape: Sequence[int], ranks: Sequence[int]) -> list[int]:
+    """The requested ranks lowered, bond by bond, to what the sequential TR-SVD of ``shape`` can reach."""
+    first = min(shape[0], math.prod(shape[1:]))
+    capped = [min(ranks[0], first)]
+    capped.append(min(ranks[1], first // capped[0]))
+    for k in range(1, len(shape) - 1):
+        capped.append(min(ranks[k + 1], capped[k] * shape[k], math.prod(shape[k + 1:]) * capped[0]))
+    return capped
+
+
+def _svd_start(work: torch.Tensor, shape: tuple[int, ...], ranks: Sequence[int],
+               seed: int) -> tuple[list[torch.Tensor], bool]:
+    """The TR-SVD start of :func:`tr_als`, and whether TR-SVD reached the ranks.
+
+    TR-SVD is run from the first mode at which the ranks are reachable (the ring rotated to start there, the
+    cores rotated back). Where no mode reaches them, it runs at the rotation keeping the most parameters with
+    the ranks lowered to the reachable ones, and the cores are embedded in the requested ranks (zero blocks,
+    the same tensor) plus a small random perturbation that lets ALS use the extra ranks.
+    """
+    n = len(shape)
+    best: tuple[int, int, list[int]] | None = None
+    for k in range(n):
+        order = [(k + j) % n for j in range(n)]
+        rot_shape = tuple(shape[i] for i in order)
+        rot_ranks = [ranks[i] for i in order]
+        capped = _capped_ranks(rot_shape, rot_ranks)
+        kept = sum(capped[j] * rot_shape[j] * capped[(j + 1) % n] for j in range(n))
+        if capped == rot_ranks:
+            best = (k, kept, capped)
+            break
+        if best is None or kept > best[1]:
+            best = (k, kept, capped)
+    assert best is not None
+    k, _, capped = best
+    order = [(k + j) % n for j in range(n)]
+    rot = _tr_svd_cores(work.permute(order), tuple(shape[i] for i in order), capped)
+    cores: list[torch.Tensor] = [torch.empty(0)] * n
+    for j, core in enumerate(rot):
+        cores[order[j]] = core
+    if all(int(c.shape[0]) == ranks[i] for i, c in enumerate(cores)):
+        return cores, True
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for i, core in enumerate(cores):
+        a, m, b = core.shape
+        scale = float(core.norm()) / math.sqrt(core.numel()) if core.numel() else 1.0
+        big = _PAD * scale * torch.randn(ranks[i], m, ranks[(i + 1) % n], generator=gen, dtype=WORK_DTYPE)
+        big[:a, :, :b] += core
+        out.append(big)
+    return out, False
+
+
 def tr_als(tensor: torch.Tensor, ranks: int | Sequence[int], *, n_iter_max: int = 200, tol: float = 1e-8,
            init: str = "svd", seed: int = 0) -> TRResult:
     """TR-ALS: each sweep updates every core in turn to the least-squares solution given the rest of the ring.
@@ -274,8 +338,11 @@ def tr_als(tensor: torch.Tensor, ranks: int | Sequence[int], *, n_iter_max: int 
         ranks: an int or the ``N`` bond ranks ``r_0 … r_{N-1}`` (any positive values).
         n_iter_max: maximum number of sweeps (0: the start only).
         tol: stop when the relative error changes by less than ``tol`` between two sweeps.
-        init: ``"svd"`` starts from :func:`tr_svd` where the ranks allow it and from random cores otherwise;
-            ``"random"`` always starts from normal cores (scaled to the tensor's norm) drawn with ``seed``.
+        init: ``"svd"`` starts from :func:`tr_svd` where the ranks allow it — from the first mode, else from
+            the first rotation of the ring that reaches them. Where none does, a TR-SVD at lowered ranks,
+            embedded in the requested ones and perturbed, and a random start each run a few sweeps and the
+            better goes on. ``"random"`` starts from normal cores (scaled to the tensor's norm) drawn with
+            ``seed``.
         seed: seed of the random start.
 
     The least-squares problems are solved through their normal equations (pseudo-inverse of the Gram, so
@@ -292,12 +359,39 @@ def tr_als(tensor: torch.Tensor, ranks: int | Sequence[int], *, n_iter_max: int 
         raise ValueError(f"init must be 'svd' or 'random', got {init!r}")
     seed = check_int(seed, "seed", low=0)
     norm_sq = float((work * work).sum())
-    if init == "svd" and _svd_rank_problem(shape, full) is None:
-        cores = _tr_svd_cores(work, shape, full)
+    if init == "random":
+        cores, reached = _random_ring(shape, full, math.sqrt(norm_sq), seed), True
     else:
-        cores = _random_ring(shape, full, math.sqrt(norm_sq), seed)
+        cores, reached = _svd_start(work, shape, full, seed)
+    sweeps = 0
+    if init == "svd" and n_iter_max > 0 and not (reached and _start_error(work, cores) <= _EXACT):
+        # ALS from one start is often caught in a slow "swamp" far from the best fit, from a TR-SVD start as much
+        # as from a random one: race the TR-SVD start against a few random ones for a few sweeps and go on from
+        # the best.
+        burn_in = min(n_iter_max, _BURN_IN)
+        candidates = [cores] + [_random_ring(shape, full, math.sqrt(norm_sq), seed + i) for i in range(_RANDOM_STARTS)]
+        starts = [_sweeps(work, norm_sq, c, full, burn_in, tol) for c in candidates]
+        cores, err, sweeps = min(starts, key=lambda s: s[1])
+        if sweeps < burn_in:  # it had converged
+            n_iter_max = sweeps
+    if n_iter_max > sweeps:
+        cores, _, more = _sweeps(work, norm_sq, cores, full, n_iter_max - sweeps, tol)
+        sweeps += more
+    rel = relative_error(work, tr_to_tensor(cores))
+    return TRResult(cores=tuple(c.to(dtype).contiguous() for c in cores), rel_error=rel, n_iter=sweeps)
+
+
+def _sweeps(work: torch.Tensor, norm_sq: float, cores: list[torch.Tensor], ranks: Sequence[int], n_iter_max: int,
+            tol: float) -> tuple[list[torch.Tensor], float, int]:
+    """Up to ``n_iter_max`` ALS sweeps; stops when the relative error changes by less than ``tol``.
+
+    Returns the cores, the relative error after the last sweep (from the normal equations of its last core,
+    ``||X||² - 2⟨R, g⟩ + gᵀ M g``) and the number of sweeps run.
+    """
+    shape = tuple(int(s) for s in work.shape)
     n = len(shape)
-    previous = math.inf
+    cores = list(cores)
+    previous = err = math.inf
     sweeps = 0
     for _ in range(n_iter_max):
         sweeps += 1
@@ -305,7 +399,7 @@ def tr_als(tensor: torch.Tensor, ranks: int | Sequence[int], *, n_iter_max: int 
             gram = _gram(cores, k)
             rhs = _rhs(work, cores, k)
             sol = _solve_psd(gram, rhs.transpose(0, 1))  # (r_k r_{k+1}, n_k)
-            cores[k] = sol.transpose(0, 1).reshape(shape[k], full[k], full[(k + 1) % n]).permute(1, 0, 2) \
+            cores[k] = sol.transpose(0, 1).reshape(shape[k], ranks[k], ranks[(k + 1) % n]).permute(1, 0, 2) \
                 .contiguous()
         fit_sq = float((sol * (gram @ sol)).sum())
         cross = float((rhs.transpose(0, 1) * sol).sum())
@@ -313,5 +407,4 @@ def tr_als(tensor: torch.Tensor, ranks: int | Sequence[int], *, n_iter_max: int 
         if abs(previous - err) < tol:
             break
         previous = err
-    rel = relative_error(work, tr_to_tensor(cores))
-    return TRResult(cores=tuple(c.to(dtype).contiguous() for c in cores), rel_error=rel, n_iter=sweeps)
+    return cores, err, sweeps
