@@ -277,9 +277,10 @@ def run_study(
     log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(objectives)}, "
         f"rank mode {rank_mode}, {n_trials} trials ({c.get('complete', 0) + c.get('pruned', 0)} finished already)")
     _interrupt.quiet_optuna_interrupts()
+    gone: dict[int, tuple[str, float]] = {}
     while True:
         with _interrupt.deferred():
-            for number, why in _release_dead_local_trials(st, max_retry):
+            for number, why in _release_gone_workers(st, max_retry, gone):
                 log(f"trial {number}: {why}; retrying it")
             fail_stale_trials(st)
             c = _counts(st)
@@ -305,40 +306,51 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _release_dead_local_trials(study: Any, max_retry: int, *, min_age: float = 2.0,
-                               orphan_age: float = 10.0) -> list[tuple[int, str]]:
-    """Fail and re-enqueue RUNNING trials whose worker is known to be gone, without waiting for their heartbeat
-    to go stale: a worker process of this host that no longer exists (killed), or no worker named at all after
-    ``orphan_age`` seconds (a worker names itself first thing, so its process died right after taking the
-    trial). Returns (trial number, why) of each."""
-    import datetime
+def _gone(t: Any) -> str | None:
+    """Why the worker of the RUNNING trial ``t`` is known to be gone, else None."""
+    worker = t.user_attrs.get("worker")
+    if worker is None:  # a worker names itself first thing: its process died right after taking the trial
+        return "its worker stopped before it began"
+    w_host, _, pid = str(worker).rpartition(":")
+    if w_host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _atomic.pid_alive(
+            int(pid)):
+        return f"its worker {worker} is gone (killed)"
+    return None
 
+
+def _release_gone_workers(study: Any, max_retry: int, seen: dict[int, tuple[str, float]],
+                          confirm_after: float = 3.0) -> list[tuple[int, str]]:
+    """Fail and re-enqueue RUNNING trials whose worker is known to be gone (:func:`_gone`: a killed process of
+    this host, or none named), without waiting for their heartbeat to go stale.
+
+    A trial is released once this worker has seen it so for ``confirm_after`` seconds by its own clock (other
+    machines' clocks do not matter; a live worker taking over a retried trial renames it within moments).
+    ``seen`` carries the observations from one call to the next. Returns (trial number, why) of each.
+    """
     from optuna.trial import TrialState
 
-    from .storage import HEARTBEAT_KEY, retry
+    from .storage import retry
 
-    host, now, released = socket.gethostname(), datetime.datetime.now(), []
+    now, released, current = time.monotonic(), [], {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        age = (now - t.datetime_start).total_seconds() if t.datetime_start is not None else 0.0
-        worker = t.user_attrs.get("worker")
-        if worker is None:
-            beat = t.system_attrs.get(HEARTBEAT_KEY)
-            if age < orphan_age or (beat is not None and time.time() - float(beat) < orphan_age):
-                continue
-            why = "its worker stopped before it started"
-        else:
-            w_host, _, pid = str(worker).rpartition(":")
-            if w_host != host or not pid.isdigit() or int(pid) == os.getpid() or _atomic.pid_alive(int(pid)):
-                continue
-            if age < min_age:
-                continue  # just taken over (a retried trial still carries its dead worker's name for a moment)
-            why = f"its worker {worker} is gone (killed)"
+        why = _gone(t)
+        if why is None:
+            continue
+        first = seen.get(t._trial_id)  # noqa: SLF001
+        if first is None or first[0] != why:
+            current[t._trial_id] = (why, now)  # noqa: SLF001
+            continue
+        if now - first[1] < confirm_after:
+            current[t._trial_id] = first  # noqa: SLF001
+            continue
         try:
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # noqa: SLF001
         except Exception:  # noqa: BLE001 - another worker released it first
             continue
         retry(study, study._storage.get_trial(t._trial_id), max_retry)  # noqa: SLF001
         released.append((t.number, why))
+    seen.clear()
+    seen.update(current)
     return released
 
 
@@ -373,31 +385,36 @@ def _journal_path(url: str) -> Path | None:
 def _clear_stale_journal_lock(url: str, log: Callable[[str], None], stale_after: float = 5.0) -> None:
     """Remove the lock of a journal file that a killed worker left behind.
 
-    The lock (Optuna's symbolic link ``FILE.lock``) is held only while a few records are appended, so one
-    that is ``stale_after`` seconds old belongs to a process that died holding it (``kill -9``); Optuna
-    itself would only break it after 30 s, and every worker waits until then.
+    The lock (Optuna's symbolic link ``FILE.lock``) is held only while a few records are appended; one that
+    stays the same for ``stale_after`` seconds (watched here, by this machine's clock) belongs to a process
+    that died holding it (``kill -9``). Optuna would break it only after 30 s, and only for an absolute path.
     """
     journal = _journal_path(url)
     if journal is None:
         return
     lock = Path(f"{journal}.lock")
     try:
-        first = os.lstat(lock)
+        first = _identity(os.lstat(lock))
     except OSError:
         return
-    wait = stale_after - (time.time() - first.st_mtime)
-    if wait > 0:
-        time.sleep(wait)
+    deadline = time.monotonic() + stale_after
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
         try:
-            if os.lstat(lock).st_ino != first.st_ino:
-                return  # released and taken again meanwhile: a live worker's
+            if _identity(os.lstat(lock)) != first:
+                return  # released and taken again: a live worker's
         except OSError:
-            return
+            return  # released
     try:
         lock.unlink()
     except OSError:
         return
     log(f"removed {lock}, left by a worker killed while writing the study")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """Which lock this is: a lock taken again gets a new creation time, even where the inode is reused."""
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
