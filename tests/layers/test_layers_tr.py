@@ -10,9 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from layers_testutil import check_accounting, counted_macs, numel_params, rel_err
-from torch import nn
-
 from tests._threads import _one_thread  # noqa: F401 - autouse fixture: one torch thread per test
+from torch import nn
 
 from tensorslim.cost import profile
 from tensorslim.decompose import _tensorly as tly
@@ -70,8 +69,8 @@ def check_profile(layer: nn.Module, input_shape) -> None:
 # ----------------------------------------------------------------------------------------------- TRLinear
 
 
-@pytest.mark.parametrize("in_shape, out_shape, r0", [((4, 6), (2, 3), 2), ((4, 6), (2, 3), 1), ((2, 3, 2), (3, 2, 2), 2),
-                                                     ((6,), (5,), 5)])
+@pytest.mark.parametrize("in_shape, out_shape, r0", [((4, 6), (2, 3), 2), ((4, 6), (2, 3), 1),
+                                                     ((2, 3, 2), (3, 2, 2), 2), ((6,), (5,), 5)])
 def test_linear_full_ranks_reproduce_linear(in_shape, out_shape, r0):
     torch.manual_seed(0)
     lin = nn.Linear(math.prod(in_shape), math.prod(out_shape)).double()

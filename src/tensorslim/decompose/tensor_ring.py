@@ -12,9 +12,11 @@ rank of core ``k``); ``N+1`` values whose last equals the first are accepted too
   closes the ring on the last core; the middle cores come from TT-SVD-like steps. Exact when every truncation keeps
   the full rank of its unfolding (:func:`max_tr_ranks`).
 * :func:`tr_als`: alternating least squares over the cores, each the least-squares solution given the merged rest
-  of the ring, started from :func:`tr_svd` where the ranks allow it. The normal equations are formed without the
-  design matrix (its Gram from ``r² × r²`` transfer matrices, its right-hand side by contracting the tensor with
-  the other cores one at a time, in row chunks), so memory stays within a small multiple of the tensor.
+  of the ring, started from :func:`tr_svd` where the ranks allow it (from a rotation of the ring if need be)
+  and, unless that start is already exact, raced for a few sweeps against random starts. The normal equations
+  are formed without the design matrix (its Gram from ``r² × r²`` transfer matrices, its right-hand side by
+  contracting the tensor with the other cores one at a time, in row chunks), so memory stays within a small
+  multiple of the tensor.
 
 Computed in float64; cores come back in the input's dtype.
 """
