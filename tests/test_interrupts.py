@@ -174,7 +174,7 @@ def _assert_finetune_out_consistent(out: Path, n_steps: int) -> None:
                                                    ("hybrid-factors-first", 2)])
 def test_finetune_interrupt_kill_and_resume(base_dir, tmp_path, schedule, n_steps):
     args = ["finetune", str(base_dir), "--plan", str(base_dir.parent / "plan.json"), "--schedule", schedule,
-            "--epochs", "8", "--batch-size", "64", "--max-batches", "4", "--out", "ft"]
+            "--epochs", "12", "--batch-size", "64", "--max-batches", "4", "--out", "ft"]
     out = tmp_path / "ft"
 
     first = Cli(args, tmp_path, "first")
