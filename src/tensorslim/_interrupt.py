@@ -123,7 +123,7 @@ def allowed() -> Iterator[None]:
 def invoke(command: Any, argv: Sequence[str] | None, prog_name: str) -> Any:
     """Run the click ``command`` on ``argv`` (default ``sys.argv[1:]``) without click's Ctrl-C handling."""
     args = list(sys.argv[1:] if argv is None else argv)
-    complete_var = f"_{prog_name.replace('-', '_').replace('.', '_')}_COMPLETE".upper()
+    complete_var = "_" + re.sub(r"\W", "_", prog_name).upper() + "_COMPLETE"  # click's own name for it
     if complete_var in os.environ:  # shell completion: click's own path (it exits)
         return command.main(args=args, prog_name=prog_name, complete_var=complete_var)
     try:

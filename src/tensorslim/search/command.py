@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run :func:`search_cmd` standalone with the CLI's conventions (errors and Ctrl-C as ``tensorslim``)."""
     from .._interrupt import run_command
 
-    run_command(search_cmd, argv, "tensorslim-search")
+    run_command(search_cmd, argv, "python -m tensorslim.search.command")
 
 
 if __name__ == "__main__":  # pragma: no cover
