@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", default="clean", help="state of the working tree when the command started")
     ap.add_argument("--budget", required=True)
     ap.add_argument("--baseline", default=None, help="name of the committed baseline (compressed models)")
+    ap.add_argument("--budget-matched", default=None,
+                    help="compressed models: a committed dense model of the baseline's architecture trained on "
+                         "this model's whole budget (a second row of the target table)")
     args = ap.parse_args(argv)
     metrics = json.loads((args.source / "metrics.json").read_text())
     if metrics.get("accuracy", {}).get("test") is None:
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics["original"]["path"] = f"benchmarks/models/{args.baseline}"
     metrics["provenance"] = {"command": args.command, "commit": args.commit, "working_tree": args.tree,
                              "budget": args.budget, "baseline": args.baseline,
+                             "budget_matched": args.budget_matched,
                              "source": str(args.source)}
     (dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"{dest}: test accuracy {metrics['accuracy']['test']:.2f} %")

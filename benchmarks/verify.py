@@ -211,7 +211,7 @@ def record(models: Path, results: Path, repeats: int) -> int:
         prov = modeldir.read_metrics(models / name).get("provenance", {})
         rows.append({**got, "made_by": prov.get("command", "?"), "commit": prov.get("commit", "?"),
                      "working_tree": prov.get("working_tree", "-"), "budget": prov.get("budget", "-"),
-                     "baseline": prov.get("baseline")})
+                     "baseline": prov.get("baseline"), "budget_matched": prov.get("budget_matched")})
     out = {"command": RECORD_COMMAND, "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": THREADS,
            "repeats": repeats, "machine": {"cpu": _render()._module("bench_layers")._cpu(), "cores": os.cpu_count(),
                                            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
