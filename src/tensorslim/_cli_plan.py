@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import click
 
+from . import methods
 from .errors import TensorSlimError
 
 
@@ -22,7 +23,7 @@ def rank_value(text: str | None):
 
 _OPTIONS = [
     click.option("--plan", "plan_file", type=click.Path(), help="A JSON compression plan."),
-    click.option("--method", type=click.Choice(["svd", "cp", "tucker2", "tt", "tcl"])),
+    click.option("--method", type=click.Choice(list(methods.names()))),
     click.option("--rank", default=None, help="Explicit rank: R, or R_in,R_out (tucker2), or R_C,R_H,R_W (tcl)."),
     click.option("--ratio", type=float, default=None, help="Keep this fraction of each layer's parameters."),
     click.option("--macs-ratio", type=float, default=None, help="Keep this fraction of each layer's MACs."),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from .. import methods as method_registry
 from ..errors import TensorSlimError
 
 
@@ -35,7 +36,8 @@ def _low_fidelity(text: str) -> str | int:
 @click.argument("path", type=click.Path())
 @click.option("--data", "dataset", required=True, help="dataset name (fashion-mnist, digits, synthetic...)")
 @click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--methods", default="svd,cp,tucker2,tt,tcl", show_default=True, help="comma-separated methods")
+@click.option("--methods", default=",".join(method_registry.explored()), show_default=True,
+              help=f"Comma-separated methods, of {', '.join(method_registry.names())}.")
 @click.option("--objectives", default="macs,memory,accuracy", show_default=True,
               help="comma-separated: macs, memory, params, latency (measured, ONNX Runtime), accuracy")
 @click.option("--max-evals", default=100, show_default=True, type=click.IntRange(1),

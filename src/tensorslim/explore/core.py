@@ -47,7 +47,7 @@ from ..study.storage import open_storage as _shared_open_storage
 from ..study.storage import redact as _redact
 from .pareto import Budget, hypervolume, pareto_indices, parse_budget, pick
 from .space import (
-    ALL_METHODS,
+    DEFAULT_METHODS,
     ErrorCache,
     ExploreError,
     LayerSpace,
@@ -276,7 +276,7 @@ def explore(
     dataset: str,
     *,
     out: str | os.PathLike,
-    methods: Sequence[str] = ALL_METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     objectives: Sequence[str] = DEFAULT_OBJECTIVES,
     max_evals: int = 100,
     budget: str | dict[str, float] | Budget | None = None,

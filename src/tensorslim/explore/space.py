@@ -43,7 +43,8 @@ from ..methods import LayerContext
 from ..methods.base import FLOAT_BYTES
 from ..methods.tt import GRID_RANKS as TT_RANKS
 
-ALL_METHODS = method_registry.names()
+ALL_METHODS = method_registry.names()  # what --methods may name
+DEFAULT_METHODS = method_registry.explored()  # what is explored when nothing is named
 
 
 class ExploreError(TensorSlimError):
@@ -125,7 +126,7 @@ STAGE_TEXT = {
 # --- enumeration --------------------------------------------------------------------------------------------
 
 
-def layer_points(ctx: LayerContext, methods: Sequence[str] = ALL_METHODS, *, max_factors: int = 3,
+def layer_points(ctx: LayerContext, methods: Sequence[str] = DEFAULT_METHODS, *, max_factors: int = 3,
                  tt_ranks: Sequence[int] = TT_RANKS) -> list[DesignPoint]:
     """Every design point of ``methods`` that applies to this layer, with its analytic costs: each method's own
     grid (:meth:`tensorslim.methods.Method.design_points`)."""
@@ -140,7 +141,7 @@ def layer_points(ctx: LayerContext, methods: Sequence[str] = ALL_METHODS, *, max
     return list(unique.values())
 
 
-def enumerate_space(candidates: Sequence[LayerContext], methods: Sequence[str] = ALL_METHODS, *,
+def enumerate_space(candidates: Sequence[LayerContext], methods: Sequence[str] = DEFAULT_METHODS, *,
                     max_factors: int = 3, tt_ranks: Sequence[int] = TT_RANKS) -> list[LayerSpace]:
     """The design points of every candidate layer (layers without any point are left out)."""
     bad = [m for m in methods if m not in ALL_METHODS]

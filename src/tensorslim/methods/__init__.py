@@ -6,20 +6,37 @@ the interface)."""
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import TensorSlimError
 from .base import Candidate, LayerContext, Method
-from .cp import CP
-from .svd import SVD
-from .tcl import TCL
-from .tt import TT
-from .tucker2 import Tucker2
 
-#: name -> method, in the order commands list them
-REGISTRY: dict[str, Method] = {m.name: m for m in (SVD(), CP(), Tucker2(), TT(), TCL())}
+#: "module:Class" of each method in this package, in the order commands list them: one line per method
+_CLASSES = (
+    "svd:SVD",
+    "cp:CP",
+    "tucker2:Tucker2",
+    "tt:TT",
+    "tcl:TCL",
+)
+
+
+def _load(ref: str) -> Method:
+    module, cls = ref.split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), cls)()
+
+
+#: name -> method
+REGISTRY: dict[str, Method] = {m.name: m for m in map(_load, _CLASSES)}
 
 
 def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
+
+
+def explored() -> tuple[str, ...]:
+    """The methods that design-space exploration tries when no list is given."""
+    return tuple(name for name, m in REGISTRY.items() if m.explored_by_default)
 
 
 def get(name: str) -> Method:
@@ -40,4 +57,5 @@ def layer_types() -> dict[str, type]:
     return {cls.__name__: cls for method in REGISTRY.values() for cls in method.layer_types}
 
 
-__all__ = ["REGISTRY", "Candidate", "LayerContext", "Method", "applicable", "get", "layer_types", "names"]
+__all__ = ["REGISTRY", "Candidate", "LayerContext", "Method", "applicable", "explored", "get", "layer_types",
+           "names"]

@@ -79,6 +79,8 @@ class Method:
     rank_kinds: ClassVar[tuple[str, ...]] = ("rank", "ratio", "macs_ratio")
     option_names: ClassVar[frozenset[str]] = frozenset()
     rank_form: ClassVar[str] = "an integer >= 1"
+    #: part of design-space exploration unless asked for by name (off for methods whose fit is slow)
+    explored_by_default: ClassVar[bool] = True
 
     # --- what it accepts -----------------------------------------------------------------------------------
 

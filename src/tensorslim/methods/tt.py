@@ -39,7 +39,10 @@ class TT(Method):
     rank_form = "an integer >= 1 or a list of bond ranks"
 
     def accepts(self, ctx: LayerContext) -> str | None:
-        return None if isinstance(ctx.module, nn.Linear) else conv_reason(ctx, self.name, allow_1x1=True)
+        reason = None if isinstance(ctx.module, nn.Linear) else conv_reason(ctx, self.name, allow_1x1=True)
+        if reason is None and min(ctx.channels) < 2:
+            reason = f"{self.name} needs at least 2 inputs and 2 outputs to factor into cores"
+        return reason
 
     def check_rank(self, value: Any) -> None:
         if not (positive_int_list(value) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
