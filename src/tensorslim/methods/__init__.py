@@ -18,6 +18,7 @@ _CLASSES = (
     "tucker2:Tucker2",
     "tt:TT",
     "tcl:TCL",
+    "tensor_ring:TensorRing",
 )
 
 
