@@ -25,7 +25,8 @@ _API = {
     "TensorSlimError": ("errors", "TensorSlimError"),
 }
 
-_SUBMODULES = {"models", "data", "trust", "records", "modeldir", "plan", "surgery", "layers", "decompose",
+_SUBMODULES = {"models", "data", "trust", "records", "modeldir", "plan", "surgery", "layers", "decompose", "methods",
+               "study", "report",
                "export", "finetune", "explore", "search", "train", "cost"}
 
 __all__ = sorted(_API)
