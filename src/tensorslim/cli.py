@@ -244,8 +244,8 @@ def report_cmd(dirs: tuple[str, ...], out: str, title: str) -> None:
 @click.option("--data-dir", type=click.Path())
 @click.option("--model", default="convnet", show_default=True, help="Built-in model to train and compress.")
 @click.option("--epochs", default=4, show_default=True, type=click.IntRange(1), help="Baseline epochs.")
-@click.option("--budget", default="macs=0.3", show_default=True,
-              help="Global budget: params=F, macs=F (fraction kept) or max-drop=PT.")
+@click.option("--budget", default="macs<=0.3", show_default=True,
+              help="Global budget: params<=F, macs<=F (fractions kept) or drop<=PT.")
 @click.option("--finetune-epochs", default=1.0, show_default=True, type=float)
 @click.option("--out", default="runs/demo", show_default=True, type=click.Path())
 def demo_cmd(dataset: str | None, data_dir: str | None, model: str, epochs: int, budget: str, finetune_epochs: float,

@@ -142,7 +142,7 @@ def _dataset_found(name: str, data_dir: str | None) -> bool:
 
 
 def demo(dataset: str, out: Path, *, data_dir: str | None = None, model: str = "convnet", epochs: int = 4,
-         budget: str = "macs=0.3", finetune_epochs: float = 1.0, log=print) -> dict[str, Any]:
+         budget: str = "macs<=0.3", finetune_epochs: float = 1.0, log=print) -> dict[str, Any]:
     """The default job, end to end: baseline → rank allocation for a budget → compress → fine-tune → ONNX →
     latency → a before/after table, ``demo.json`` and an HTML report under ``out``.
 

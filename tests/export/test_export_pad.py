@@ -43,6 +43,8 @@ def run(proto, x: np.ndarray) -> np.ndarray:
      [(16, 8, 1, 1), (16, 1, 3, 1), (16, 1, 1, 3), (6, 16, 1, 1)]),
     (Tucker2Conv2d(8, 6, 3, (5, 4), padding=1), 2, [(16, 8, 1, 1), (16, 16, 3, 3), (6, 16, 1, 1)]),
     (Tucker2Conv2d(3, 6, 3, (None, 4), stride=2), 1, [(16, 3, 3, 3), (6, 16, 1, 1)]),
+    # ranks (1, 1): the 1-channel core is a plain conv, not a depthwise one (it once got group=16 and 31 filters)
+    (Tucker2Conv2d(8, 6, 3, (1, 1), padding=1), 2, [(16, 8, 1, 1), (16, 16, 3, 3), (6, 16, 1, 1)]),
 ])
 def test_padding_is_exact(tmp_path, layer, chains, shapes):
     torch.manual_seed(0)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..study import budget as study_budget
+from ..study.budget import Budget
 from .space import ExploreError
 
 
@@ -63,54 +63,17 @@ def _hso(pts: np.ndarray, ref: np.ndarray) -> float:
 # --- budgets ------------------------------------------------------------------------------------------------
 
 BUDGET_KEYS = ("macs", "params", "memory", "latency", "drop")
-_TERM = re.compile(r"^\s*(macs|params|memory|latency|drop)\s*<=\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    """Limits: ``macs``/``params``/``memory``/``latency`` as fractions of the original model, ``drop`` in
-    accuracy points below the original model's accuracy."""
-
-    limits: tuple[tuple[str, float], ...]
-
-    def __str__(self) -> str:
-        return ",".join(f"{k}<={v:g}" for k, v in self.limits)
-
-    def violation(self, rel: dict[str, float]) -> float:
-        """0 when ``rel`` meets every limit, else the summed relative excess (how far off it is)."""
-        total = 0.0
-        for key, limit in self.limits:
-            value = rel.get(key)
-            if value is None:
-                raise ExploreError(f"budget {key}<={limit:g}: that quantity was not measured "
-                                   "(add it to --objectives)")
-            if value > limit:
-                total += (value - limit) / (limit if key != "drop" else max(limit, 1.0)) if limit > 0 else value
-        return total
 
 
 def parse_budget(text: str | dict[str, float] | Budget | None) -> Budget | None:
-    """``"macs<=0.25,params<=0.1,drop<=0.5"`` (or a dict) -> :class:`Budget`; one-line error otherwise."""
-    if text is None or isinstance(text, Budget):
-        return text
-    if isinstance(text, dict):
-        items = list(text.items())
-    else:
-        items = []
-        for term in str(text).split(","):
-            m = _TERM.match(term)
-            if not m:
-                raise ExploreError(f"budget term {term.strip()!r}: expected KEY<=NUMBER with KEY one of "
-                                   f"{', '.join(BUDGET_KEYS)} (e.g. macs<=0.25,drop<=0.5)")
-            items.append((m.group(1), float(m.group(2))))
-    for key, value in items:
-        if key not in BUDGET_KEYS:
-            raise ExploreError(f"budget key {key!r}: choose from {', '.join(BUDGET_KEYS)}")
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ExploreError(f"budget {key}: limit must be a number >= 0, not {value!r}")
-    if not items:
-        raise ExploreError("budget is empty")
-    return Budget(tuple((k, float(v)) for k, v in items))
+    """``"macs<=0.25,params<=0.1,drop<=0.5"`` (or a dict) -> :class:`tensorslim.study.budget.Budget`, in the one
+    budget syntax of every command; one-line :class:`ExploreError` otherwise."""
+    if text is None:
+        return None
+    try:
+        return study_budget.parse_budget(text, BUDGET_KEYS)
+    except study_budget.BudgetError as err:
+        raise ExploreError(str(err)) from None
 
 
 def pick(points: Sequence[dict[str, Any]], budget: Budget) -> dict[str, Any]:
@@ -121,7 +84,10 @@ def pick(points: Sequence[dict[str, Any]], budget: Budget) -> dict[str, Any]:
     """
     if not points:
         raise ExploreError("no Pareto points to choose from")
-    scored = [(budget.violation(p["relative"]), p) for p in points]
+    try:
+        scored = [(budget.violation(p["relative"]), p) for p in points]
+    except study_budget.BudgetError as err:
+        raise ExploreError(f"{err} (add it to --objectives)") from None
     ok = [p for v, p in scored if v == 0]
     if ok:
         return max(ok, key=lambda p: (p["accuracy"], -p["macs"]))

@@ -111,7 +111,7 @@ def conv_chains(model: onnx.ModelProto, block: int) -> list[ConvChain]:
             w, group = weight_shape(last), _attr(g.node[last], "group", 1)
             if w is None:
                 last = None
-            elif group == channels and w[0] == channels and w[1] == 1:
+            elif group == channels > 1 and w[0] == channels and w[1] == 1:  # 1 channel: a plain conv, not depthwise
                 depthwise.append(last)
                 last = only_consumer(g.node[last].output[0])
             elif group == 1 and w[1] == channels:

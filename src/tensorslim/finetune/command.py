@@ -27,8 +27,8 @@ from .schedules import ORDERS, SCHEDULES
               help="Layer order of multi-step schedules (sensitivity = least sensitive first).")
 @plan_options
 @click.option("--budget", default=None,
-              help="Global budget instead of a plan: params=0.1, macs=0.3 (fractions kept; both may be given, "
-                   "comma-separated) or max-drop=0.5 (points).")
+              help="Global budget instead of a plan: params<=0.1, macs<=0.3 (fractions kept; both may be given, "
+                   "comma-separated) or drop<=0.5 (points); the budget syntax of every command.")
 @click.option("--methods", default="svd,tucker2", show_default=True,
               help="With --budget: methods the sensitivity scan tries (comma-separated).")
 @click.option("--sensitivity-samples", type=click.IntRange(1), default=1000, show_default=True)
@@ -67,9 +67,18 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
 
 def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
          sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json) -> None:
+    from ..study.budget import BudgetError
+    from ..study.budget import parse_budget as read_budget
     from .schedules import finetune
     from .sensitivity import parse_budget
 
+    if budget:
+        try:
+            notes = read_budget(budget, ("params", "macs", "drop")).notes
+        except BudgetError:
+            notes = ()  # parse_budget below says what is wrong
+        for note in notes:
+            click.echo(note, err=True)
     result = finetune(
         path, dataset, plan=plan, budget=parse_budget(budget) if budget else None, schedule=schedule,
         epochs=epochs, distill=distill, order=order, out=out, data_dir=data_dir, factor_fraction=factor_fraction,

@@ -5,9 +5,9 @@ every point of a rank grid, the validation accuracy drop when ONLY that layer is
 on the first ``max_samples`` validation images. The grid is method-agnostic: each value is a fraction of the
 layer's parameters to keep (a plan ``ratio`` rule), turned into the method's explicit rank by
 :mod:`tensorslim.surgery`; duplicate ranks are measured once. A point whose replacement would not save MACs
-(the "not faster" rule of :mod:`tensorslim.surgery`) is never recorded, so an allocation can never choose it. The table can be
-cached in a JSON file keyed by a fingerprint of the weights, methods, grid and sample count; it is written after
-every layer, so an interrupted run resumes.
+(the "not faster" rule of :mod:`tensorslim.surgery`) is never recorded, so an allocation can never choose it.
+The table can be cached in a JSON file keyed by a fingerprint of the weights, methods, grid and sample count; it
+is written after every layer, so an interrupted run resumes.
 
 :func:`allocate` turns a global budget into a plan (the ordinary plan JSON; one explicit rule per layer):
 
@@ -191,34 +191,24 @@ def layer_drops(model: nn.Module, rules: Sequence[dict], val_set, *, input_shape
 
 
 def parse_budget(budget: str | Mapping[str, float]) -> dict[str, float]:
-    """``"params=0.1"``, ``"macs=0.3,params=0.1"``, ``"max-drop=0.5"`` or a dict → a validated dict."""
-    if isinstance(budget, str):
-        out: dict[str, float] = {}
-        for part in budget.split(","):
-            key, sep, value = part.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep:
-                raise BudgetError(f"budget {budget!r}: expected KEY=VALUE with KEY in params, macs, max-drop")
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise BudgetError(f"budget {budget!r}: {value.strip()!r} is not a number") from None
-        budget = out
-    if not isinstance(budget, Mapping) or not budget:
-        raise BudgetError("budget must name params, macs or max_drop")
-    budget = {str(k).replace("-", "_"): v for k, v in budget.items()}
-    for key, value in budget.items():
-        if key not in BUDGET_KEYS:
-            raise BudgetError(f"budget: unknown key {key!r}; use params, macs or max-drop")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise BudgetError(f"budget: {key} must be a number, not {value!r}")
+    """``"params<=0.1"``, ``"macs<=0.3,params<=0.1"``, ``"drop<=0.5"`` (the budget syntax of every command; the
+    old ``params=0.1`` / ``max-drop=0.5`` still reads), or a dict → ``{"params", "macs"}`` or ``{"max_drop"}``."""
+    from ..study.budget import BudgetError as StudyBudgetError
+    from ..study.budget import parse_budget as parse_study_budget
+
+    if isinstance(budget, Mapping):
+        budget = {("drop" if str(k).replace("-", "_") == "max_drop" else str(k)): v for k, v in budget.items()}
+    try:
+        parsed = parse_study_budget(budget, ("params", "macs", "drop"))
+    except StudyBudgetError as err:
+        raise BudgetError(str(err)) from None
+    out = {("max_drop" if k == "drop" else k): v for k, v in parsed.limits}
+    for key, value in out.items():
         if key in ("params", "macs") and not 0 < value < 1:
-            raise BudgetError(f"budget: {key} is the fraction kept and must lie in (0, 1), not {value}")
-        if key == "max_drop" and value < 0:
-            raise BudgetError(f"budget: max_drop must be >= 0 points, not {value}")
-    if "max_drop" in budget and len(budget) > 1:
-        raise BudgetError("budget: give max_drop alone, or params and/or macs")
-    return dict(budget)
+            raise BudgetError(f"budget: {key} is the fraction kept and must lie in (0, 1), not {value:g}")
+    if "max_drop" in out and len(out) > 1:
+        raise BudgetError("budget: give drop alone, or params and/or macs")
+    return out
 
 
 def allocate(model: nn.Module, budget: str | Mapping[str, float], sens: Mapping[str, Any], *,
