@@ -172,3 +172,12 @@ def test_unreachable_budget_and_bad_budgets(base):
         with pytest.raises(BudgetError):
             parse_budget(bad)
     assert not math.isnan(parse_budget({"macs": 0.3})["macs"])
+
+
+def test_points_that_would_not_be_smaller_are_left_out(base, sets):
+    """TT/TCL at a params ratio can cost more MACs than the dense layer: surgery skips them, and the scan records
+    no such point (it once crashed on the empty report)."""
+    table = sensitivity(base, sets[1], ["svd", "tt", "tcl"], (0.5, 0.9), max_samples=50, log=None)
+    for entry in table["layers"].values():
+        for p in entry["points"]:
+            assert p["macs"] <= entry["dense_macs"] and p["params"] <= entry["dense_params"]

@@ -160,6 +160,8 @@ def sensitivity(
                     continue  # method does not apply, rank too small, or not faster
                 except TensorSlimError:
                     continue
+                if not report.layers:  # skipped: the factorized layer would not be smaller or faster
+                    continue
                 done = report.layers[0]
                 key = json.dumps(_jsonable(done["rank"]))
                 if key in seen:
