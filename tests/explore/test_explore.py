@@ -75,10 +75,18 @@ def test_budget_picks_a_point_or_names_the_closest(run, tiny_dir):
     loose = explore(tiny_dir, "synthetic", out=run.out, budget="macs<=1.0,drop<=100", **FAST)
     best = max(pts, key=lambda p: (p["accuracy"], -p["macs"]))
     assert loose.selected["id"] == best["id"]
-    before = (run.out / "pareto.json").read_text()
-    with pytest.raises(ExploreError, match=r"no Pareto point meets the budget macs<=1e-06; closest is p\d\d"):
+    (run.out / "pareto.json").unlink()
+    (run.out / "plots" / "front.png").unlink()
+    with pytest.raises(ExploreError, match=r"no Pareto point meets the budget macs<=1e-06; closest is p\d\d") as err:
         explore(tiny_dir, "synthetic", out=run.out, budget="macs<=0.000001", **FAST)
-    assert (run.out / "pareto.json").read_text() == before  # nothing rewritten
+    assert "\n" not in str(err.value) and "pareto.json" in str(err.value)
+    # the front is written anyway, as a normal run writes it, with nothing selected
+    missed = json.loads((run.out / "pareto.json").read_text())
+    assert missed["selected"] is None and missed["budget"] == "macs<=1e-06"
+    assert [p["id"] for p in missed["points"]] == [p["id"] for p in pts]
+    assert (run.out / "plots" / "front.png").read_bytes()[:4] == b"\x89PNG"
+    closest = str(err.value).split("closest is ")[1][:3]
+    assert any(k != "dense" for k in next(p for p in pts if p["id"] == closest)["choices"].values())
 
 
 def test_bad_storage_and_bad_input(tiny_dir, tmp_path):

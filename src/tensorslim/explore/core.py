@@ -19,8 +19,10 @@ and ``accuracy``; all minimised but accuracy. The Optuna study lives
 in ``storage`` (default ``sqlite:///DIR/study.db``; any database URL works, to share a study between
 machines); a rerun with the same settings resumes it (``load_if_exists``) and only runs the missing trials.
 The reconstruction errors are cached in ``DIR/cache/errors.json``. Results are written only at the end, each
-file atomically, ``pareto.json`` last (it is removed first): an error (budget not met, empty space...), Ctrl-C
+file atomically, ``pareto.json`` last (it is removed first): an error (empty space...), Ctrl-C
 or ``kill -9`` leaves no ``pareto.json`` (or the previous, complete one), only the resumable study and cache;
+a budget no point meets still writes the whole front (``selected`` null), then raises one line naming the
+closest compressed point;
 rerunning the same command continues the study (a trial interrupted by Ctrl-C is recorded as failed, one
 killed stays RUNNING and is not counted).
 """
@@ -457,7 +459,14 @@ def explore(
             **({"latency": h["latency"]} if "latency" in h else {}), "finetune_lr": h["finetune_lr"],
             "relative": rel,
         })
-    selected = pick(points, budget)["id"] if budget is not None else None  # raises before anything is written
+    # a budget no point meets: the front is still written (as a normal run does), then the error is raised
+    missed: ExploreError | None = None
+    try:
+        selected = pick(points, budget)["id"] if budget is not None else None
+    except ExploreError as err:
+        if not points:
+            raise
+        selected, missed = None, err
 
     ref = [1.1 if o != "accuracy" else 1.0 for o in objectives]
 
@@ -514,6 +523,8 @@ def explore(
     _atomic.write_text(out / "space.json", json.dumps(space_json, indent=1) + "\n")
     _atomic.write_text(out / "trials.json", json.dumps(trials_json, indent=1) + "\n")
     _atomic.write_text(out / "pareto.json", json.dumps(pareto, indent=2) + "\n")
+    if missed is not None:
+        raise ExploreError(f"{missed}; the front is in {out / 'pareto.json'}")
     if selected:
         sel = next(p for p in points if p["id"] == selected)
         log(f"budget {budget}: {selected} ({out / sel['path']}) macs x{sel['relative']['macs']:.3f} "

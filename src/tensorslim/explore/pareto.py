@@ -77,7 +77,8 @@ def parse_budget(text: str | dict[str, float] | Budget | None) -> Budget | None:
 
 
 def pick(points: Sequence[dict[str, Any]], budget: Budget) -> dict[str, Any]:
-    """The most accurate point meeting the budget (ties: fewest MACs); none: a one-line error naming the closest.
+    """The most accurate point meeting the budget (ties: fewest MACs); none: a one-line error naming the closest
+    compressed point (one with at least one factorized layer in ``choices``; any point if none is).
 
     Each point needs ``relative`` (dict of macs/params/memory/latency ratios and ``drop``), ``accuracy``,
     ``macs`` and ``id``.
@@ -91,7 +92,15 @@ def pick(points: Sequence[dict[str, Any]], budget: Budget) -> dict[str, Any]:
     ok = [p for v, p in scored if v == 0]
     if ok:
         return max(ok, key=lambda p: (p["accuracy"], -p["macs"]))
-    v, closest = min(scored, key=lambda t: (t[0], -t[1]["accuracy"]))
+    # the closest COMPRESSED point: a point that keeps every layer dense is the original model, no suggestion
+    compressed = [t for t in scored if _is_compressed(t[1])] or scored
+    v, closest = min(compressed, key=lambda t: (t[0], -t[1]["accuracy"]))
     rel = closest["relative"]
     desc = ", ".join(f"{k} {rel[k]:.3g}" for k in BUDGET_KEYS if k in rel)
     raise ExploreError(f"no Pareto point meets the budget {budget}; closest is {closest['id']} ({desc})")
+
+
+def _is_compressed(point: dict[str, Any]) -> bool:
+    """Whether the point factorizes at least one layer (a point without ``choices`` counts as compressed)."""
+    choices = point.get("choices")
+    return choices is None or any(key != "dense" for key in choices.values())
