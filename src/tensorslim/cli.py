@@ -114,11 +114,13 @@ def train_cmd(model: str, dataset: str | None, data_dir: str | None, epochs: int
 @click.option("--data-dir", type=click.Path())
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--record/--no-record", default=True, show_default=True, help="Store the accuracy in metrics.json.")
-def evaluate_cmd(path: str, dataset: str | None, data_dir: str | None, split: str, record: bool) -> None:
-    """Evaluate a model directory on a dataset split."""
+@click.option("--force", is_flag=True,
+              help="Evaluate on a dataset whose input shape or number of classes differ from the model's.")
+def evaluate_cmd(path: str, dataset: str | None, data_dir: str | None, split: str, record: bool, force: bool) -> None:
+    """Evaluate a model directory on a dataset split (recorded per dataset in metrics.json)."""
     from .workflows import evaluate_model
 
-    result = evaluate_model(path, dataset, split=split, data_dir=data_dir, record=record)
+    result = evaluate_model(path, dataset, split=split, data_dir=data_dir, record=record, force=force)
     click.echo(f"{result['dataset']} {split}: accuracy {result['accuracy']:.2f}%  loss {result['loss']:.4f}  "
                f"({result['samples']} images)")
 

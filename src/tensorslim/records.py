@@ -14,7 +14,8 @@ where ``LAYER`` is ``{"name", "type", "config", "method", "rank", "rel_error", "
 "macs_before", "macs_after"}`` (``name``, ``type`` and ``config`` are required: they rebuild the layer).
 
 ``metrics.json`` is an object whose known keys are typed (``accuracy``: a percentage, or split → percent;
-``evaluated_on``: split → dataset; ``params``/``macs``: counts; ``history``: a list of per-epoch objects); other
+``evaluated_on``: split → dataset; ``evaluations``: dataset → split → percent, every ``evaluate`` run;
+``params``/``macs``: counts; ``history``: a list of per-epoch objects); other
 keys are kept as free-form JSON, since each stage adds its own record.
 
 Every check raises :class:`~tensorslim.errors.ModelError` with one line naming the file and the field. The
@@ -279,6 +280,11 @@ def parse_metrics(data: Any, source: Any = METRICS) -> dict[str, Any]:
     if evaluated is not None and (not isinstance(evaluated, dict) or not all(
             isinstance(v, (str, dict)) for v in evaluated.values())):
         raise ModelError(f"{where}: 'evaluated_on' must map splits to dataset names")
+    evaluations = data.get("evaluations")
+    if evaluations is not None and (not isinstance(evaluations, dict) or not all(
+            isinstance(splits, dict) and all(_is_number(v) and 0 <= v <= 100 for v in splits.values())
+            for splits in evaluations.values())):
+        raise ModelError(f"{where}: 'evaluations' must map datasets to splits to percentages in [0, 100]")
     for key in ("params", "macs"):
         if key in data and not _is_count(data[key]):
             raise ModelError(f"{where}: {key!r} must be a non-negative integer, not {_show(data[key])}")

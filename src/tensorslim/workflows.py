@@ -59,22 +59,52 @@ def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | N
 
 
 def evaluate_model(path: str | Path, dataset: str | None = None, *, split: str = "test", data_dir: str | None = None,
-                   record: bool = True, model=None) -> dict[str, Any]:
-    """Accuracy of the model directory ``path`` on a dataset split; with ``record``, kept in metrics.json."""
+                   record: bool = True, model=None, force: bool = False) -> dict[str, Any]:
+    """Accuracy of the model directory ``path`` on a dataset split; with ``record``, kept in metrics.json.
+
+    Every result is recorded under ``evaluations[dataset][split]``; ``accuracy[split]`` (what the report and
+    other readers show) only for the model's own dataset. A dataset whose input shape or number of classes
+    differ from the model's is refused unless ``force``.
+    """
     meta = modeldir.read_meta(path)
-    dataset = dataset or meta.get("dataset")
+    own = meta.get("dataset")
+    dataset = dataset or own
     if not dataset:
         raise TensorSlimError(f"{path}: model.json names no dataset; pass --data NAME")
-    ds = data.load(dataset, split, data_dir)
+    info = data.info(dataset)
+    recorded = tuple(meta.get("input_shape") or ())
+    if not force and recorded and tuple(info.input_shape) != recorded:
+        raise TensorSlimError(f"{path}: {dataset} images are {','.join(map(str, info.input_shape))} but the model "
+                              f"takes {','.join(map(str, recorded))}; pass --force to evaluate anyway")
     model = model if model is not None else modeldir.load(path)
+    outputs = _output_width(model, recorded or tuple(info.input_shape))
+    if not force and outputs is not None and outputs != info.num_classes:
+        raise TensorSlimError(f"{path}: {dataset} has {info.num_classes} classes but the model has {outputs} "
+                              f"outputs; pass --force to evaluate anyway")
+    ds = data.load(dataset, split, data_dir)
     _check_model_takes(model, tuple(ds.input_shape), str(path))
     result = {"dataset": dataset, "split": split, **evaluate(model, ds)}
     if record:
         metrics = modeldir.read_metrics(path)
-        metrics.setdefault("accuracy", {})[split] = round(result["accuracy"], 4)
-        metrics.setdefault("evaluated_on", {})[split] = dataset
+        accuracy = round(result["accuracy"], 4)
+        metrics.setdefault("evaluations", {}).setdefault(dataset, {})[split] = accuracy
+        if own is None or dataset == own:
+            metrics.setdefault("accuracy", {})[split] = accuracy
+            metrics.setdefault("evaluated_on", {})[split] = dataset
         _atomic.write_text(Path(path) / modeldir.METRICS, json.dumps(metrics, indent=2) + "\n")
     return result
+
+
+def _output_width(model, input_shape: tuple[int, ...]) -> int | None:
+    """The number of outputs of a batch-1 forward (classes), or None when it cannot be told here."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = model.eval()(torch.zeros(1, *input_shape))
+    except Exception:  # noqa: BLE001 - the shape check that follows reports it with one line
+        return None
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
 def inspect_model(target: str, *, input_shape: str | tuple[int, ...] | None = None,

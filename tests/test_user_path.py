@@ -1,0 +1,57 @@
+"""Issue 17, the path a new user walks: each rough edge a first run meets, as a test."""
+
+import json
+
+import pytest
+from tests.test_cli import run
+
+from tensorslim import modeldir, models
+from tensorslim.errors import ModelError
+from tensorslim.records import parse_metrics
+
+
+def _model_dir(path, *, num_classes=10, dataset="fashion-mnist", accuracy=90.49):
+    model = models.build("lenet5", num_classes=num_classes)
+    return modeldir.save(model, path, spec={"builder": "lenet5", "kwargs": {"num_classes": num_classes}},
+                         input_shape=(1, 28, 28), dataset=dataset,
+                         metrics={"accuracy": {"test": accuracy}, "evaluated_on": {"test": dataset}})
+
+
+def _one_error_line(code, err):
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+
+
+# --- 1. evaluate on another dataset --------------------------------------------------------------------------
+
+
+def test_evaluate_on_other_dataset_keeps_recorded_accuracy(tmp_path, capsys):
+    path = _model_dir(tmp_path / "m")
+    code, out, err = run(["evaluate", str(path), "--data", "digits"], capsys)
+    assert code == 0, err
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["accuracy"] == {"test": 90.49} and metrics["evaluated_on"] == {"test": "fashion-mnist"}
+    assert set(metrics["evaluations"]) == {"digits"} and 0 <= metrics["evaluations"]["digits"]["test"] <= 100
+    assert modeldir.read_metrics(path) == metrics
+
+
+def test_evaluate_refuses_other_shape_or_classes_unless_forced(tmp_path, capsys):
+    path = _model_dir(tmp_path / "m")
+    before = (path / "metrics.json").read_text()
+    code, _, err = run(["evaluate", str(path), "--data", "cifar10"], capsys)  # 3x32x32, refused before loading
+    _one_error_line(code, err)
+    assert "3,32,32" in err and "--force" in err
+    five = _model_dir(tmp_path / "five", num_classes=5, dataset="digits")
+    code, _, err = run(["evaluate", str(five), "--data", "digits"], capsys)
+    _one_error_line(code, err)
+    assert "10 classes" in err and "5 outputs" in err
+    assert (path / "metrics.json").read_text() == before
+    code, _, err = run(["evaluate", str(five), "--data", "digits", "--force", "--no-record"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("bad", [{"digits": 19.5}, {"digits": {"test": 101}}, {"digits": {"test": "19.5"}}, [1]])
+def test_metrics_evaluations_are_typed(bad):
+    assert parse_metrics({"evaluations": {"digits": {"test": 19.5, "val": 20}}})
+    with pytest.raises(ModelError, match="evaluations"):
+        parse_metrics({"evaluations": bad})
