@@ -55,3 +55,18 @@ def test_metrics_evaluations_are_typed(bad):
     assert parse_metrics({"evaluations": {"digits": {"test": 19.5, "val": 20}}})
     with pytest.raises(ModelError, match="evaluations"):
         parse_metrics({"evaluations": bad})
+
+
+# --- 2. small ones --------------------------------------------------------------------------------------------
+
+
+def test_compress_prints_each_layer_once(tmp_path, capsys):
+    path = _model_dir(tmp_path / "m", dataset="digits")
+    code, out, err = run(["compress", str(path), "--method", "svd", "--rank", "4", "--layers", "classifier.*",
+                          "--no-evaluate", "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    layers = [e["name"] for e in modeldir.read_meta(tmp_path / "c")["compression"]["layers"]]
+    assert layers
+    for name in layers:
+        assert sum(line.startswith(name + " ") or line.startswith(name + ":") for line in out.splitlines()) == 1, out
+    assert "params " in out.splitlines()[-1]

@@ -154,7 +154,14 @@ def compress_cmd(path: str, plan_file: str | None, method: str | None, rank: str
 
     plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude, algorithm,
                       form)
-    compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir)
+    lines: list[str] = []
+    result = compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir,
+                            log=lines.append)
+    # compress_model logs each layer as it is done, then the table that lists them all again: print the table
+    progress = tuple(f"{e['name']}: {e['method']} rank " for e in result["report"].layers)
+    for line in lines:
+        if not line.startswith(progress):
+            click.echo(line)
 
 
 @cli.command("export")
