@@ -1,6 +1,7 @@
 """Issue 17, the path a new user walks: each rough edge a first run meets, as a test."""
 
 import json
+import re
 
 import pytest
 from tests.test_cli import run
@@ -70,3 +71,13 @@ def test_compress_prints_each_layer_once(tmp_path, capsys):
     for name in layers:
         assert sum(line.startswith(name + " ") or line.startswith(name + ":") for line in out.splitlines()) == 1, out
     assert "params " in out.splitlines()[-1]
+
+
+def test_search_help_marks_out_required(tmp_path, capsys):
+    code, out, _ = run(["search", "--help"], capsys)
+    assert code == 0
+    help_text = re.sub(r"(?<=\w)-\s+", "-", " ".join(out.split()))  # click may wrap inside --worker-only
+    assert "--out DIR" in help_text and "[required unless --worker-only]" in help_text
+    code, _, err = run(["search", "--data", "synthetic"], capsys)
+    _one_error_line(code, err)
+    assert "--out" in err

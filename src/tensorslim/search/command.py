@@ -58,7 +58,8 @@ def _batches(text: str, what: str) -> int | None:
 @click.option("--study", default=None, help="Study name shared by the workers (default: tensorslim-DATA-MODE).")
 @click.option("--strategy", default="nsga2", show_default=True, help="nsga2, tpe, random or package.module:factory.")
 @click.option("--population", type=int, default=None, help="NSGA-II population size.")
-@click.option("--out", default=None, help="Output directory (Pareto model directories, pareto.json, report).")
+@click.option("--out", default=None, metavar="DIR",
+              help="Output directory (Pareto model directories, pareto.json, report).  [required unless --worker-only]")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Low-fidelity epochs per trial.")
 @click.option("--max-batches", default="50", show_default=True, help="Low-fidelity batches per epoch ('all').")
 @click.option("--val-batches", default="4", show_default=True, help="Validation batches of 500 per trial ('all').")
