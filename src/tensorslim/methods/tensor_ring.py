@@ -22,40 +22,22 @@ from ..layers.tensor_ring import (
     tr_linear_macs,
     tr_linear_params,
 )
-from .base import FLOAT_BYTES, Candidate, LayerContext, Method, conv_reason, positive_int_list
-from .tt import balanced_tt_shapes
+from .base import FLOAT_BYTES, Candidate, LayerContext
+from .tt import TT, balanced_tt_shapes
 
 GRID_RANKS = (2, 4, 8, 16)
 GRID_FACTORS = (2, 3)  # the most balanced shape with this many factors, where the sizes allow it
 
 
-class TensorRing(Method):
+class TensorRing(TT):
+    """TT's shapes, rank forms and option checks; its own ring layers, costs, grid and fit."""
+
     name = "tr"
     layer_types = (TRLinear, TRConv2d)
     option_names = frozenset({"in_shape", "out_shape", "max_factors", *FIT_OPTIONS})
     rank_form = "an integer >= 1 (every bond) or the list of ring ranks"
     explored_by_default = False  # TR-ALS is slow: explore tries it when --methods names it
     fit_defaults = {"n_iter_max": 30, "tol": 1e-5}  # TR-ALS sweeps: enough for an initialisation to fine-tune
-
-    def accepts(self, ctx: LayerContext) -> str | None:
-        reason = None if isinstance(ctx.module, nn.Linear) else conv_reason(ctx, self.name, allow_1x1=True)
-        if reason is None and min(ctx.channels) < 2:
-            reason = f"{self.name} needs at least 2 inputs and 2 outputs to factor into a ring"
-        return reason
-
-    def check_rank(self, value: Any) -> None:
-        if not (positive_int_list(value) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
-            raise ValueError(f"a tr rank is {self.rank_form}, not {value!r}")
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        super().check_options(options)
-        if ("in_shape" in options) != ("out_shape" in options):
-            raise ValueError("tr options in_shape and out_shape go together")
-
-    def shapes(self, ctx: LayerContext, options: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        if "in_shape" in options:
-            return tuple(options["in_shape"]), tuple(options["out_shape"])
-        return balanced_tt_shapes(*ctx.channels, options.get("max_factors", 3))
 
     def rank_space(self, ctx: LayerContext, options: dict[str, Any]) -> tuple[int, int]:
         return 1, max(ctx.channels)

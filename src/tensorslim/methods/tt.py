@@ -46,15 +46,15 @@ class TT(Method):
 
     def check_rank(self, value: Any) -> None:
         if not (positive_int_list(value) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
-            raise ValueError(f"a tt rank is {self.rank_form}, not {value!r}")
+            raise ValueError(f"a {self.name} rank is {self.rank_form}, not {value!r}")
 
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)
         if ("in_shape" in options) != ("out_shape" in options):
-            raise ValueError("tt options in_shape and out_shape go together")
+            raise ValueError(f"{self.name} options in_shape and out_shape go together")
         for key in ("in_shape", "out_shape"):
             if key in options and not positive_int_list(options[key]):
-                raise ValueError(f"tt option {key!r} must be a list of positive integers")
+                raise ValueError(f"{self.name} option {key!r} must be a list of positive integers")
 
     def shapes(self, ctx: LayerContext, options: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if "in_shape" in options or "out_shape" in options:
