@@ -81,3 +81,17 @@ def test_search_help_marks_out_required(tmp_path, capsys):
     code, _, err = run(["search", "--data", "synthetic"], capsys)
     _one_error_line(code, err)
     assert "--out" in err
+
+
+def test_mistyped_directory_is_not_an_unknown_model(tmp_path, capsys):
+    _model_dir(tmp_path / "runs" / "convnet")
+    code, _, err = run(["inspect", str(tmp_path / "runs" / "convnte")], capsys)
+    _one_error_line(code, err)
+    assert "no such directory" in err and "did you mean" in err and "convnet" in err
+    assert "unknown model" not in err
+    code, _, err = run(["inspect", str(tmp_path / "nothere" / "m")], capsys)
+    _one_error_line(code, err)
+    assert "no such directory" in err
+    code, _, err = run(["inspect", "nosuchnet"], capsys)  # a bare name is still a model name
+    _one_error_line(code, err)
+    assert "nosuchnet" in err and "no such directory" not in err

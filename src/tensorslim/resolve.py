@@ -8,6 +8,7 @@ factory (``package.module:factory`` or ``path/to/file.py:factory``), optionally 
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ def open_model(target: str, *, input_shape: tuple[int, ...] | None = None, weigh
         return model, tuple(shape)
     if Path(target).exists() and ":" not in target:
         raise ModelError(f"{target}: not a model directory (no {modeldir.MODEL_JSON})")
+    if ":" not in target and ("/" in target or os.sep in target or target.startswith(("~", "."))):
+        raise ModelError(_no_such_directory(target))
     default = models.default_input_shape(target)
     shape = input_shape or default
     if shape is None:
@@ -78,3 +81,16 @@ def open_model(target: str, *, input_shape: tuple[int, ...] | None = None, weigh
     if weights:
         modeldir.apply_state(model, modeldir.load_weights(weights), weights)
     return model.eval(), tuple(shape)
+
+
+def _no_such_directory(target: str) -> str:
+    """A one-line error for a path that does not exist, naming the closest folder beside it."""
+    import difflib
+
+    path = Path(target)
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{target}: no such directory ({parent} does not exist either)"
+    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir() if p.is_dir()], n=1)
+    hint = f"; did you mean {parent / near[0]}?" if near else ""
+    return f"{target}: no such directory{hint}"
