@@ -95,3 +95,16 @@ def test_mistyped_directory_is_not_an_unknown_model(tmp_path, capsys):
     code, _, err = run(["inspect", "nosuchnet"], capsys)  # a bare name is still a model name
     _one_error_line(code, err)
     assert "nosuchnet" in err and "no such directory" not in err
+
+
+def test_bench_times_a_fixed_batch_onnx_at_its_own_batch(tmp_path, capsys):
+    from tensorslim.export import export_onnx
+
+    onnx = export_onnx(models.build("lenet5"), tmp_path / "fixed.onnx", (1, 28, 28), batch=4).path
+    code, out, err = run(["bench", str(onnx), "--repeats", "1", "--warmup", "0", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["batch_sizes"] == [4] and [t["batch"] for t in result["models"][0]["timings"]] == [4]
+    assert any("fixed batch of 4" in n and "timed at batch 4" in n for n in result["notes"])
+    code, out, err = run(["bench", str(onnx), "--repeats", "1", "--warmup", "0"], capsys)
+    assert code == 0 and "note: " in out and "fixed batch of 4" in out, err

@@ -136,8 +136,11 @@ def test_bad_targets(tmp_path):
     with pytest.raises(BenchError, match="cannot benchmark"):
         benchmark(42)
     fixed = export_onnx(small(4), tmp_path / "fixed.onnx", (3, 8, 8), batch=2).path
-    with pytest.raises(BenchError, match="fixed batch of 2"):
-        benchmark(fixed, batch_sizes=(1, 2))
+    timed = benchmark(fixed, batch_sizes=(1, 2), warmup=0, repeats=1)  # its own batch, and a note that says so
+    assert [t.batch for t in timed.models[0].timings] == [2] and "fixed batch of 2" in timed.notes[0]
+    other = export_onnx(small(4), tmp_path / "fixed3.onnx", (3, 8, 8), batch=3).path
+    with pytest.raises(BenchError, match="cannot be timed at the same batch"):
+        benchmark(fixed, against=other)
     with pytest.raises(BenchError, match="runtime 'ort'"):
         benchmark(fixed, runtime="torch")
     with pytest.raises(BenchError, match="input shape"):

@@ -193,7 +193,8 @@ def benchmark(
 
     Args:
         target: an ``nn.Module``, an ``.onnx`` file, or a tensorslim model directory.
-        batch_sizes: batch sizes to time (an ONNX file with a fixed batch accepts only that one).
+        batch_sizes: batch sizes to time (an ONNX file with a fixed batch is timed at its own batch only, and
+            the result's notes say so).
         threads: intra-op threads for both runtimes; None: ``torch.get_num_threads()``.
         runtime: ``"ort"`` (ONNX Runtime; modules are exported first) or ``"torch"`` (PyTorch eager).
         against: a second model, timed in alternation with the target; the result then has ``comparison``.
@@ -219,6 +220,7 @@ def benchmark(
     torch.set_flush_denormal(True)
     previous_threads = torch.get_num_threads()
     runners: list[Runner] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tensorslim-bench-") as tmp:
         try:
             torch.set_num_threads(n_threads)
@@ -227,13 +229,10 @@ def benchmark(
                 runners.append(make_runner(t, runtime, labels[i] if labels else None, shape, Path(tmp),
                                            f"model{i}"))
             shape = _common_shape(runners, shape)
-            for r in runners:
-                if r.fixed_batch is not None and any(b != r.fixed_batch for b in batches):
-                    raise BenchError(f"{r.label}: the ONNX file has a fixed batch of {r.fixed_batch}; "
-                                     f"cannot time batch sizes {list(batches)}")
             if len(runners) == 2 and runners[0].label == runners[1].label:
                 runners[0].label += " (target)"
                 runners[1].label += " (against)"
+            batches = _fixed_batch(runners, batches, notes)
             rng = np.random.default_rng(seed)
             inputs = {b: rng.standard_normal((b, *shape), dtype=np.float32) for b in batches}
             results = [_load_and_measure(r, n_threads, inputs) for r in runners]
@@ -260,12 +259,26 @@ def benchmark(
             torch.set_flush_denormal(False)
             for r in runners:
                 r.close()
-    notes = []
     if n_threads > (os.cpu_count() or n_threads):
         notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
     return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
                        batch_sizes=batches, machine=machine(), models=results, comparison=comparison,
                        notes=notes)
+
+
+def _fixed_batch(runners: list[Runner], batches: tuple[int, ...], notes: list[str]) -> tuple[int, ...]:
+    """The batch sizes to time: an ONNX file with a fixed batch is timed at its own batch, with a note."""
+    fixed = [r for r in runners if r.fixed_batch is not None]
+    if not fixed:
+        return batches
+    if len({r.fixed_batch for r in fixed}) > 1:
+        raise BenchError(f"{fixed[0].label} has a fixed batch of {fixed[0].fixed_batch} and {fixed[1].label} one of "
+                         f"{fixed[1].fixed_batch}: they cannot be timed at the same batch size")
+    own = fixed[0].fixed_batch
+    if batches != (own,):
+        notes.append(f"{fixed[0].label}: the ONNX file has a fixed batch of {own}; timed at batch {own} only "
+                     f"(asked for {', '.join(map(str, batches))})")
+    return (own,)
 
 
 def _common_shape(runners: list[Runner], shape: tuple[int, ...] | None) -> tuple[int, ...]:
