@@ -108,3 +108,22 @@ def test_bench_times_a_fixed_batch_onnx_at_its_own_batch(tmp_path, capsys):
     assert any("fixed batch of 4" in n and "timed at batch 4" in n for n in result["notes"])
     code, out, err = run(["bench", str(onnx), "--repeats", "1", "--warmup", "0"], capsys)
     assert code == 0 and "note: " in out and "fixed batch of 4" in out, err
+
+
+def test_rerun_of_a_finished_train_loads_no_data(tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "m"
+    argv = ["train", "lenet5", "--data", "synthetic", "--epochs", "1", "--optimizer", "adamw", "--out", str(out_dir)]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    recorded = (out_dir / "metrics.json").read_text()
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a finished run loaded a dataset")
+
+    monkeypatch.setattr("tensorslim.data.load", no_data)
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "nothing to do" in out and "test accuracy" in out
+    assert (out_dir / "metrics.json").read_text() == recorded
+    with pytest.raises(AssertionError, match="loaded a dataset"):  # more epochs: resumes, so needs the data
+        run([*argv[:5], "2", *argv[6:]], capsys)

@@ -248,6 +248,20 @@ def _write_epoch(model, out: Path, optimizer, history, cfg: TrainConfig, save_kw
     modeldir.save(model, out, metrics=metrics, extra_files={CHECKPOINT: buf.getvalue()}, **kwargs)
 
 
+def finished_history(out: str | Path, epochs: int) -> list[dict[str, Any]] | None:
+    """The history of the run checkpointed in ``out`` when it has trained ``epochs`` epochs or more, else None.
+
+    Reads only the checkpoint (no model, no data), so a rerun of a finished job can say so at once.
+    """
+    if not Path(out).exists():
+        return None
+    _atomic.recover(out)
+    state = _read_checkpoint(Path(out))
+    if state is None or int(state["epoch"]) < epochs:
+        return None
+    return list(state["history"])
+
+
 def _read_checkpoint(out: Path) -> dict[str, Any] | None:
     file = out / CHECKPOINT
     if not file.is_file():

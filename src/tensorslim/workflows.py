@@ -38,6 +38,9 @@ def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | N
     ``augment`` None uses the dataset's standard training augmentation (CIFAR/Imagenette crop + flip, none for
     the 28×28 sets); True forces random crop (+ flip where it makes sense), False turns it off.
     """
+    done = _finished_run(out, dataset, epochs, log)
+    if done is not None:
+        return done
     info = data.info(dataset)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, seed=seed)
@@ -56,6 +59,23 @@ def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | N
     result = evaluate_model(out, dataset, split="test", data_dir=data_dir, record=True, model=model)
     log(f"{dataset} test accuracy: {result['accuracy']:.2f}%")
     return {"history": history, **result}
+
+
+def _finished_run(out: str | Path, dataset: str, epochs: int, log) -> dict[str, Any] | None:
+    """The result of a finished ``train`` into ``out`` on ``dataset`` (its test accuracy recorded), read from
+    the checkpoint and metrics.json without loading any data; None when there is more to do."""
+    from .train import finished_history
+
+    history = finished_history(out, epochs)
+    if history is None or modeldir.read_meta(out).get("dataset") != dataset:
+        return None
+    accuracy = modeldir.read_metrics(out).get("accuracy")
+    test = accuracy.get("test") if isinstance(accuracy, dict) else None
+    if not isinstance(test, (int, float)):
+        return None
+    log(f"{out}: already trained for {len(history)} epochs; nothing to do")
+    log(f"{dataset} test accuracy: {test:.2f}% (recorded)")
+    return {"history": history, "dataset": dataset, "split": "test", "accuracy": float(test)}
 
 
 def evaluate_model(path: str | Path, dataset: str | None = None, *, split: str = "test", data_dir: str | None = None,
