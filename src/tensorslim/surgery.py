@@ -185,40 +185,13 @@ def compress(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[in
 def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
                          *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionReport]:
     plan = plan_mod.parse(plan)
-    input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
-    if not input_shape:
-        raise ModelError("compress needs the model's input shape (C,H,W)")
     new = copy.deepcopy(model).eval()
-    done, skipped = [], []
-    matched_explicit = set()
-    for ctx in candidates(new, input_shape):
-        rule = plan.rule_for(ctx.name)
-        if rule is None:
-            continue
-        if rule.explicit:
-            matched_explicit.add(rule.layers)
-        method = methods.get(rule.method)
-        try:
-            reason = method.accepts(ctx)
-            if reason:
-                raise DecompositionError(ctx.name, reason)
-            rank = choose_rank(ctx, rule)
-            larger = None if rule.force else not_smaller(ctx, rule.method, rank, rule.options)
-            if larger:
-                skipped.append({"name": ctx.name, "reason": larger})
-                continue
-            layer = convert(ctx, rule.method, rank, rule.options)
-            skip_slower = rule.skip_slower if rule.skip_slower is not None else not rule.explicit
-            slower = not_faster(ctx, layer) if skip_slower else None
-            if slower:
-                raise DecompositionError(ctx.name, slower)
-        except (DecompositionError, ValueError, RuntimeError) as err:
-            if not isinstance(err, DecompositionError):  # from rank selection
-                err = DecompositionError(ctx.name, str(err).strip().splitlines()[0])
-            if rule.explicit:
-                raise err from None
-            skipped.append({"name": ctx.name, "reason": err.reason})
-            continue
+
+    def apply(ctx: LayerContext, rule: plan_mod.Rule, rank: Any, skip_slower: bool) -> dict[str, Any]:
+        layer = convert(ctx, rule.method, rank, rule.options)
+        slower = not_faster(ctx, layer) if skip_slower else None
+        if slower:
+            raise DecompositionError(ctx.name, slower)
         new.set_submodule(ctx.name, layer)
         entry = {
             "name": ctx.name, "type": type(layer).__name__, "config": layer.config(), "method": rule.method,
@@ -226,13 +199,12 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
             "params_before": ctx.dense_params, "params_after": layer.params(),
             "macs_before": ctx.dense_macs, "macs_after": layer.macs(ctx.input_shape),
         }
-        done.append(entry)
         if log:
             log(f"{ctx.name}: {rule.method} rank {rank}, params {entry['params_before']:,} → "
                 f"{entry['params_after']:,}, rel. error {entry['rel_error']:.4f}")
-    missing = [r.layers for r in plan.rules if r.explicit and r.layers not in matched_explicit]
-    if missing:
-        raise TensorSlimError(f"plan names layer {missing[0]!r}, which is not a Conv2d/Linear of this model")
+        return entry
+
+    done, skipped = _walk_plan(new, plan, input_shape, apply)
     previous = getattr(model, COMPRESSION_ATTR, None) or {"plans": [], "layers": [], "skipped": []}
     record = {
         "plans": [*previous.get("plans", []), plan.to_dict()],
@@ -241,6 +213,109 @@ def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_sha
     }
     setattr(new, COMPRESSION_ATTR, record)
     return new, CompressionReport(done, skipped)
+
+
+def _walk_plan(model: nn.Module, plan: plan_mod.Plan, input_shape: tuple[int, ...] | None,
+               step: Callable[[LayerContext, plan_mod.Rule, Any, bool], dict[str, Any]]
+               ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The rules of ``plan`` over the candidate layers of ``model``: for each layer a rule addresses, the method
+    must accept it, its rank is chosen and a rank that is not smaller is skipped; then ``step(ctx, rule, rank,
+    skip_slower)`` makes the entry. A failure of a wildcard rule skips the layer with its reason, one of a rule
+    naming the layer raises, and so does a rule naming a layer the model does not have."""
+    input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
+    if not input_shape:
+        raise ModelError("compress needs the model's input shape (C,H,W)")
+    done, skipped = [], []
+    matched_explicit = set()
+    for ctx in candidates(model, input_shape):
+        rule = plan.rule_for(ctx.name)
+        if rule is None:
+            continue
+        if rule.explicit:
+            matched_explicit.add(rule.layers)
+        try:
+            reason = methods.get(rule.method).accepts(ctx)
+            if reason:
+                raise DecompositionError(ctx.name, reason)
+            rank = choose_rank(ctx, rule)
+            larger = None if rule.force else not_smaller(ctx, rule.method, rank, rule.options)
+            if larger:
+                skipped.append({"name": ctx.name, "reason": larger})
+                continue
+            skip_slower = rule.skip_slower if rule.skip_slower is not None else not rule.explicit
+            done.append(step(ctx, rule, rank, skip_slower))
+        except (DecompositionError, ValueError, RuntimeError) as err:
+            if not isinstance(err, DecompositionError):  # from rank selection
+                err = DecompositionError(ctx.name, str(err).strip().splitlines()[0])
+            if rule.explicit:
+                raise err from None
+            skipped.append({"name": ctx.name, "reason": err.reason})
+    missing = [r.layers for r in plan.rules if r.explicit and r.layers not in matched_explicit]
+    if missing:
+        raise TensorSlimError(f"plan names layer {missing[0]!r}, which is not a Conv2d/Linear of this model")
+    return done, skipped
+
+
+def predict(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None
+            ) -> CompressionReport:
+    """What :func:`compress_with_report` would do, from analytic costs only (no decomposition is performed).
+
+    Each entry has ``name``, ``method``, ``rank`` and ``params_before/after``, ``macs_before/after`` (the
+    replacement's own ``params()``/``macs()`` on the meta device, via :func:`design_cost`); ``rel_error`` is NaN
+    (nothing was fitted). The same rules skip the same layers; an explicit rule that cannot apply raises.
+    """
+
+    def cost(ctx: LayerContext, rule: plan_mod.Rule, rank: Any, skip_slower: bool) -> dict[str, Any]:
+        new = design_cost(ctx, rule.method, rank, rule.options)
+        if skip_slower and new["macs"] >= ctx.dense_macs:  # not_faster, on the analytic MACs
+            raise DecompositionError(ctx.name, f"would not get faster ({new['macs']:,} MACs >= dense "
+                                               f"{ctx.dense_macs:,})")
+        return {"name": ctx.name, "method": rule.method, "rank": rank, "rel_error": float("nan"),
+                "params_before": ctx.dense_params, "params_after": new["params"],
+                "macs_before": ctx.dense_macs, "macs_after": new["macs"]}
+
+    return CompressionReport(*_walk_plan(model, plan_mod.parse(plan), input_shape, cost))
+
+
+def output_errors(original: nn.Module, compressed: nn.Module, x: torch.Tensor, layers: list[str],
+                  *, batch_size: int = 64) -> dict[str, float]:
+    """Relative output error ``||y_c - y|| / ||y||`` of each named layer on the inputs ``x`` (N×C×H×W).
+
+    ``y`` is the output of the layer of ``original`` and ``y_c`` that of its replacement in ``compressed``, both
+    on the SAME input: the activation that reaches the layer in ``original`` (captured with a forward hook).
+    So each number isolates that layer's own error, not the errors of the layers before it. Norms are summed
+    over the whole of ``x`` (in chunks of ``batch_size``), in float64. A layer the forward pass does not reach
+    is left out; a zero dense output gives 0 (outputs equal) or ``inf``.
+    """
+    dense = {name: original.get_submodule(name) for name in layers}
+    small = {name: compressed.get_submodule(name) for name in layers}
+    sq_diff = dict.fromkeys(layers, 0.0)
+    sq_ref = dict.fromkeys(layers, 0.0)
+    reached: set[str] = set()
+
+    def hook(mod, args, out, name):
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)):
+            return
+        y_c = out if small[name] is mod else small[name](args[0])  # the same module: no re-entry
+        sq_diff[name] += float((y_c.double() - out.double()).pow(2).sum())
+        sq_ref[name] += float(out.double().pow(2).sum())
+        reached.add(name)
+
+    hooks = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name)) for name, m in dense.items()]
+    modes = original.training, compressed.training
+    try:
+        original.eval()
+        compressed.eval()
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                original(x[start:start + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+        original.train(modes[0])
+        compressed.train(modes[1])
+    return {name: (math.sqrt(sq_diff[name] / sq_ref[name]) if sq_ref[name] > 0
+                   else 0.0 if sq_diff[name] == 0 else math.inf) for name in layers if name in reached}
 
 
 def rebuild(model: nn.Module, compression: dict[str, Any], source: Any = "model.json") -> nn.Module:

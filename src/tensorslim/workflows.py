@@ -7,6 +7,7 @@ anything, so bad input leaves no output directory behind.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -146,32 +147,72 @@ def inspect_model(target: str, *, input_shape: str | tuple[int, ...] | None = No
             "profile": prof}
 
 
-def compress_model(path: str | Path, plan, out: str | Path, *, evaluate_on: str | None = "auto",
-                   data_dir: str | None = None, log=print) -> dict[str, Any]:
+def compress_model(path: str | Path, plan, out: str | Path | None, *, evaluate_on: str | None = "auto",
+                   data_dir: str | None = None, warn_error: float = 0.3, calibration: int = 256,
+                   dry_run: bool = False, log=print, warn=None) -> dict[str, Any]:
     """Compress the model directory ``path`` with ``plan`` (dict, Plan or plan file) into the directory ``out``.
 
     With ``evaluate_on="auto"`` the test accuracy before fine-tuning is measured on the model's own dataset
     when that dataset is available here; ``None`` skips it.
+
+    When the model's dataset is available, ``calibration`` training images go through the original and the
+    compressed model and each compressed layer's relative OUTPUT error on them is measured
+    (:func:`tensorslim.surgery.output_errors`: dense layer and replacement on the same input activation); it is
+    recorded in metrics.json (``output_error``, ``calibration``) and every layer above ``warn_error`` gets one
+    ``warning:`` line through ``warn`` (default: stderr). ``dry_run`` logs the predicted costs (analytic, no
+    decomposition) and, with the data, the output errors, and writes nothing (``out`` may be None).
     """
     from . import plan as plan_mod
     from .cost import profile
-    from .surgery import compress_with_report
+    from .surgery import compress_with_report, output_errors, predict
 
+    if warn is None:
+        def warn(msg: str) -> None:
+            import sys
+
+            print(msg, file=sys.stderr)
+    if not isinstance(warn_error, (int, float)) or not warn_error >= 0:
+        raise TensorSlimError(f"--warn-error {warn_error!r}: expected a number >= 0")
+    if not isinstance(calibration, int) or calibration < 1:
+        raise TensorSlimError(f"calibration {calibration!r}: expected a positive number of images")
+    if out is None and not dry_run:
+        raise TensorSlimError("compress needs --out DIR (or --dry-run)")
     if isinstance(plan, (str, Path)):
         plan = plan_mod.read(plan)
     meta = modeldir.read_meta(path)
     model = modeldir.load(path)
     input_shape = tuple(meta.get("input_shape") or ())
+    dataset = meta.get("dataset")
+    calib = _calibration_batch(dataset, data_dir, calibration, input_shape, log)
+    if dry_run:
+        predicted = predict(model, plan, input_shape or None)
+        _check_compressed_some(predicted, path)
+        errors = {}
+        if calib is not None:
+            compressed, report = compress_with_report(model, plan, input_shape or None)
+            errors = output_errors(model, compressed, calib, [e["name"] for e in report.layers])
+        before = profile(model, input_shape).total
+        p1 = before.params - sum(e["params_before"] - e["params_after"] for e in predicted.layers)
+        m1 = before.macs - sum(e["macs_before"] - e["macs_after"] for e in predicted.layers)
+        log(_dry_run_table(predicted, errors, calib is not None))
+        log(f"predicted params {before.params:,} → {p1:,} ({before.params / max(p1, 1):.2f}×), "
+            f"MACs {before.macs:,} → {m1:,} ({before.macs / max(m1, 1):.2f}×)")
+        _warn_output_errors(errors, warn_error, warn)
+        log("dry run: nothing written")
+        return {"report": predicted, "output_error": errors, "params": [before.params, p1],
+                "macs": [before.macs, m1]}
     compressed, report = compress_with_report(model, plan, input_shape or None, log=log)
-    if not report.layers:
-        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in report.skipped[:3])
-        raise TensorSlimError(f"the plan compressed no layer of {path}" + (f" ({reasons})" if reasons else ""))
+    _check_compressed_some(report, path)
     before, after = profile(model, input_shape), profile(compressed, input_shape)
     metrics: dict[str, Any] = {"params": after.total.params, "macs": after.total.macs,
                                "original": {"path": str(path), "params": before.total.params,
                                             "macs": before.total.macs,
                                             "accuracy": modeldir.read_metrics(path).get("accuracy", {})}}
-    dataset = meta.get("dataset")
+    errors = {}
+    if calib is not None:
+        errors = output_errors(model, compressed, calib, [e["name"] for e in report.layers])
+        metrics["output_error"] = {k: round(v, 6) if math.isfinite(v) else None for k, v in errors.items()}
+        metrics["calibration"] = {"dataset": dataset, "split": "train", "images": len(calib)}
     if evaluate_on == "auto":
         evaluate_on = dataset if dataset and _dataset_found(dataset, data_dir) else None
     if evaluate_on:
@@ -184,7 +225,50 @@ def compress_model(path: str | Path, plan, out: str | Path, *, evaluate_on: str 
         f"({before.total.params / after.total.params:.2f}×), MACs {before.total.macs:,} → {after.total.macs:,} "
         f"({before.total.macs / after.total.macs:.2f}×)"
         + (f", test accuracy before fine-tuning {metrics['accuracy']['test']:.2f}%" if evaluate_on else ""))
-    return {"report": report, "metrics": metrics, "model": compressed}
+    _warn_output_errors(errors, warn_error, warn)
+    return {"report": report, "metrics": metrics, "model": compressed, "output_error": errors}
+
+
+def _check_compressed_some(report, path) -> None:
+    if not report.layers:
+        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in report.skipped[:3])
+        raise TensorSlimError(f"the plan compressed no layer of {path}" + (f" ({reasons})" if reasons else ""))
+
+
+def _calibration_batch(dataset: str | None, data_dir: str | None, n: int, input_shape: tuple[int, ...], log):
+    """The first ``n`` training images of the model's own dataset (no augmentation), or None when the dataset
+    is not available here or its images are not the model's input shape."""
+    if not dataset or not _dataset_found(dataset, data_dir):
+        return None
+    ds = data.load(dataset, "train", data_dir, augment=False)
+    if input_shape and tuple(ds.input_shape) != tuple(input_shape):
+        log(f"note: {dataset} images are {','.join(map(str, ds.input_shape))}, the model takes "
+            f"{','.join(map(str, input_shape))}: no output-error check")
+        return None
+    return next(iter(data.batches(ds, min(n, len(ds)), False, 0)))[0]
+
+
+def _warn_output_errors(errors: dict[str, float], limit: float, warn) -> None:
+    for name, err in errors.items():
+        if err > limit:
+            warn(f"warning: layer {name}: relative output error {err:.2f} on real data (> {limit:g}); "
+                 f"expect a large accuracy drop before fine-tuning")
+
+
+def _dry_run_table(report, errors: dict[str, float], measured: bool) -> str:
+    """The predicted per-layer costs, and the measured output errors where there is data."""
+    head = (f"{'layer':<26} {'method':<8} {'rank':<13} {'params':>23} {'×':>6} {'MACs':>27} {'×':>6} "
+            f"{'out.err':>8}")
+    rows = [head, "-" * len(head)]
+    for e in report.layers:
+        p0, p1, m0, m1 = e["params_before"], e["params_after"], e["macs_before"], e["macs_after"]
+        err = f"{errors[e['name']]:.4f}" if e["name"] in errors else "-"
+        rows.append(f"{e['name']:<26} {e['method']:<8} {str(e['rank']):<13} {p0:>11,}→{p1:<11,} "
+                    f"{p0 / max(p1, 1):>6.2f} {m0:>13,}→{m1:<13,} {m0 / max(m1, 1):>6.2f} {err:>8}")
+    rows += [f"{s['name']:<26} skipped: {s['reason']}" for s in report.skipped]
+    if not measured:
+        rows.append("(output errors need the model's dataset here)")
+    return "\n".join(rows)
 
 
 def _dataset_found(name: str, data_dir: str | None) -> bool:
