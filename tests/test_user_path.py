@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from tests.test_cli import run
@@ -127,3 +128,20 @@ def test_rerun_of_a_finished_train_loads_no_data(tmp_path, capsys, monkeypatch):
     assert (out_dir / "metrics.json").read_text() == recorded
     with pytest.raises(AssertionError, match="loaded a dataset"):  # more epochs: resumes, so needs the data
         run([*argv[:5], "2", *argv[6:]], capsys)
+
+
+def test_layer_bars_are_in_network_order():
+    from tensorslim.report.entry import Entry
+    from tensorslim.report.plots import _MAX_BARS, bar_order, layer_bars
+
+    profile = [{"name": n, "params": 1, "macs": 1} for n in
+               ("features.conv1.0", "features.conv1.1", "features.conv2", "classifier.fc1", "classifier.fc3")]
+    e = Entry(name="m", path=Path("m"), compressed=True, profile=profile)
+    rows = [("classifier.fc1", 100, 10, 100, 10), ("features.conv2", 50, 5, 900, 90),
+            ("features.conv1", 30, 3, 5000, 500), ("classifier.fc3", 8, 4, 8, 4)]
+    assert [r[0] for r in bar_order(e, rows)] == ["features.conv1", "features.conv2", "classifier.fc1",
+                                                  "classifier.fc3"]
+    many = [(f"l{k}", 1, 1, k, 1) for k in range(_MAX_BARS + 5)]  # not in the profile: record order
+    kept = bar_order(Entry(name="m", path=Path("m")), many)
+    assert [r[0] for r in kept] == [f"l{k}" for k in range(5, _MAX_BARS + 5)]
+    assert layer_bars(e, rows).startswith(b"\x89PNG")

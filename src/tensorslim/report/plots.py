@@ -97,8 +97,26 @@ def layer_rows(e: Entry, original: Entry | None) -> list[tuple[str, float, float
     return rows
 
 
+def bar_order(e: Entry, rows: list[tuple[str, float, float, float, float]]
+              ) -> list[tuple[str, float, float, float, float]]:
+    """The rows to plot, in network order (the order of ``e``'s profile; record order for a layer not in it).
+
+    With more than ``_MAX_BARS`` rows, the ``_MAX_BARS`` with the most MACs before compression are kept.
+    """
+    names = [r["name"] for r in e.profile or [] if isinstance(r.get("name"), str)]
+
+    def position(k: int) -> tuple[int, int]:
+        layer = rows[k][0]
+        at = next((i for i, n in enumerate(names) if n == layer or n.startswith(layer + ".")), len(names))
+        return at, k
+
+    keep = sorted(range(len(rows)), key=lambda k: -rows[k][3])[:_MAX_BARS]
+    return [rows[k] for k in sorted(keep, key=position)]
+
+
 def layer_bars(e: Entry, rows: list[tuple[str, float, float, float, float]]) -> bytes:
-    rows = sorted(rows, key=lambda r: -r[3])[:_MAX_BARS][::-1]
+    """Per-layer params and MACs, original vs compressed, first layer of the network at the top."""
+    rows = bar_order(e, rows)[::-1]  # barh draws the first row at the bottom
     names = [r[0] for r in rows]
     y = np.arange(len(rows))
     fig = _figure(9.0, max(2.6, 0.42 * len(rows) + 1.6))
