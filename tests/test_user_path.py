@@ -2,6 +2,10 @@
 
 import json
 import re
+import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +149,23 @@ def test_layer_bars_are_in_network_order():
     kept = bar_order(Entry(name="m", path=Path("m")), many)
     assert [r[0] for r in kept] == [f"l{k}" for k in range(5, _MAX_BARS + 5)]
     assert layer_bars(e, rows).startswith(b"\x89PNG")
+
+
+def test_report_folder_is_git_ignored():
+    root = Path(__file__).resolve().parents[1]
+    assert "/report/" in (root / ".gitignore").read_text().splitlines()
+    if shutil.which("git") and (root / ".git").exists():
+        ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "report/index.html"])
+        assert ignored.returncode == 0
+        kept = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "src/tensorslim/report/plots.py"])
+        assert kept.returncode == 1  # the package's report/ stage is not caught by it
+
+
+def test_onnx_files_follow_the_umask(tmp_path):
+    out = tmp_path / "m.onnx"
+    script = ("import os, sys; os.umask(0o027); from tensorslim.cli import main; "
+              "main(['export', 'lenet5', '--out', sys.argv[1], '--data', 'none'])")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.onnx"]  # no temporary left beside it
