@@ -161,15 +161,8 @@ def compress_cmd(path: str, plan_file: str | None, method: str | None, rank: str
         raise TensorSlimError("compress needs --out DIR (or --dry-run)")
     plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude, algorithm,
                       form)
-    lines: list[str] = []
-    result = compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir,
-                            warn_error=warn_error, dry_run=dry_run, log=lines.append,
-                            warn=lambda msg: click.echo(msg, err=True))
-    # compress_model logs each layer as it is done, then the table that lists them all again: print the table
-    progress = tuple(f"{e['name']}: {e['method']} rank " for e in result["report"].layers)
-    for line in lines:
-        if not line.startswith(progress):
-            click.echo(line)
+    compress_model(path, plan, out, evaluate_on="auto" if evaluate else None, data_dir=data_dir,
+                   warn_error=warn_error, dry_run=dry_run, log=click.echo, warn=lambda msg: click.echo(msg, err=True))
 
 
 @cli.command("export")

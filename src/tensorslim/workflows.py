@@ -201,7 +201,7 @@ def compress_model(path: str | Path, plan, out: str | Path | None, *, evaluate_o
         log("dry run: nothing written")
         return {"report": predicted, "output_error": errors, "params": [before.params, p1],
                 "macs": [before.macs, m1]}
-    compressed, report = compress_with_report(model, plan, input_shape or None, log=log)
+    compressed, report = compress_with_report(model, plan, input_shape or None)  # the table below lists them
     _check_compressed_some(report, path)
     before, after = profile(model, input_shape), profile(compressed, input_shape)
     metrics: dict[str, Any] = {"params": after.total.params, "macs": after.total.macs,
