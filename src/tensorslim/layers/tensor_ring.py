@@ -35,7 +35,6 @@ from torch import nn
 from tensorslim.errors import DecompositionError
 
 from ._common import (
-    ConvGeometry,
     Padding,
     as_float64,
     check_conv2d,
@@ -49,7 +48,7 @@ from ._common import (
     normal_,
     run_decomposition,
 )
-from .tt import _check_mode_shapes, _tt_init_std
+from .tt import _check_mode_shapes, _tt_init_std, set_channel_factors
 
 #: Options of ``from_linear`` / ``from_conv`` passed to :func:`tensorslim.decompose.tensor_ring.tr_als`.
 FIT_OPTIONS = ("n_iter_max", "tol", "init", "seed")
@@ -325,10 +324,7 @@ class TRConv2d(nn.Module):
                  dilation: int | Sequence[int] = 1, bias: bool = True, *, name: str | None = None):
         super().__init__()
         label = layer_label(name, self)
-        self.in_shape = check_shape(label, in_shape, "in_shape")
-        self.out_shape = check_shape(label, out_shape, "out_shape", length=len(self.in_shape))
-        self.in_channels, self.out_channels = math.prod(self.in_shape), math.prod(self.out_shape)
-        self.geometry = g = ConvGeometry.make(label, kernel_size, stride, padding, dilation)
+        g = set_channel_factors(self, label, in_shape, out_shape, kernel_size, stride, padding, dilation)
         kh, kw = g.kernel_size
         d = len(self.in_shape)
         self.ranks = tr_ring_ranks(ranks, 2 * d + 1, name=label)

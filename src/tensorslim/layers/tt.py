@@ -258,6 +258,17 @@ class TTLinear(nn.Module):
                 f"order={list(self.plan.order)}")
 
 
+def set_channel_factors(layer: nn.Module, label: str, in_shape: Sequence[int], out_shape: Sequence[int],
+                        kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> ConvGeometry:
+    """Set ``in_shape``, ``out_shape``, ``in_channels``, ``out_channels`` and ``geometry`` of a conv whose channels
+    are factored into modes (TT and TR convs); returns the geometry."""
+    layer.in_shape = check_shape(label, in_shape, "in_shape")
+    layer.out_shape = check_shape(label, out_shape, "out_shape", length=len(layer.in_shape))
+    layer.in_channels, layer.out_channels = math.prod(layer.in_shape), math.prod(layer.out_shape)
+    layer.geometry = ConvGeometry.make(label, kernel_size, stride, padding, dilation)
+    return layer.geometry
+
+
 class TTConv2d(nn.Module):
     """A convolution whose kernel is a tensor train with the spatial window as its own core (Garipov et al. 2016).
 
@@ -287,10 +298,7 @@ class TTConv2d(nn.Module):
                  dilation: int | Sequence[int] = 1, bias: bool = True, *, name: str | None = None):
         super().__init__()
         label = layer_label(name, self)
-        self.in_shape = check_shape(label, in_shape, "in_shape")
-        self.out_shape = check_shape(label, out_shape, "out_shape", length=len(self.in_shape))
-        self.in_channels, self.out_channels = math.prod(self.in_shape), math.prod(self.out_shape)
-        self.geometry = g = ConvGeometry.make(label, kernel_size, stride, padding, dilation)
+        g = set_channel_factors(self, label, in_shape, out_shape, kernel_size, stride, padding, dilation)
         kh, kw = g.kernel_size
         d = len(self.in_shape)
         self.ranks = tt_conv_ranks(self.in_shape, self.out_shape, g.kernel_size, ranks, name=label)
