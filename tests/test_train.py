@@ -68,3 +68,22 @@ def test_distillation_loss_is_zero_for_identical_logits():
     logits = torch.randn(8, 10)
     assert distillation_loss(logits, logits, 4.0).item() == pytest.approx(0.0, abs=1e-6)
     assert distillation_loss(logits, -logits, 4.0).item() > 0
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
+    """Without a terminal a whole epoch used to print nothing: now a line at most every PROGRESS_INTERVAL
+    seconds says how far the epoch is, with the running loss and an ETA."""
+    import torch
+
+    from tensorslim import data
+    from tensorslim import train as train_mod
+
+    monkeypatch.setattr(train_mod, "PROGRESS_INTERVAL", 0.0)  # every batch, for the test
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    ds = data.load("synthetic", "train", num_samples=256, num_classes=4, input_shape=(1, 8, 8))
+    train_mod.train(model, ds, None, train_mod.TrainConfig(epochs=1, batch_size=32), log=None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1/1:")]
+    assert len(lines) == 7  # batches 1..7 of 8 (the last one ends the epoch)
+    assert lines[0].startswith("epoch 1/1: 1/8 batches (12 %), loss ") and lines[-1].endswith(" s")
+    assert all("ETA" in line for line in lines)

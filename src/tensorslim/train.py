@@ -119,11 +119,42 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
                     reduction="batchmean") * t * t
 
 
+#: seconds between progress lines when stderr is not a terminal (a log file, CI, a pipe)
+PROGRESS_INTERVAL = 30.0
+
+
+class _LineProgress:
+    """Progress for a stream that is not a terminal: one line every :data:`PROGRESS_INTERVAL` seconds,
+    ``epoch 3/20: 120/422 batches (28 %), loss 0.4123, acc 85.10, ETA 54 s``, instead of a redrawn bar."""
+
+    def __init__(self, total: int, desc: str, stream, interval: float):
+        self.total, self.desc, self.stream, self.interval = total, desc, stream, interval
+        self.n, self.postfix = 0, ""
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval and self.n < self.total:
+            self.last = now
+            eta = (now - self.start) / self.n * (self.total - self.n)
+            print(f"{self.desc}: {self.n}/{self.total} batches ({100 * self.n / self.total:.0f} %)"
+                  f"{self.postfix}, ETA {eta:.0f} s", file=self.stream, flush=True)
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = "".join(f", {k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar on a terminal; timed progress lines on anything else (so a log shows the run is alive)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True,
-                disable=not (enabled and sys.stderr.isatty()))
+    if enabled and not sys.stderr.isatty():
+        return _LineProgress(total, desc, sys.stderr, PROGRESS_INTERVAL)
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not enabled)
 
 
 def train(
@@ -209,8 +240,8 @@ def train(
             loss_sum += loss.item() * len(y)
             correct += (out_logits.argmax(1) == y).sum().item()
             seen += len(y)
-            bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100.0 * correct / seen:.2f}")
+            bar.update(1)
         bar.close()
         loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], info)
         record: dict[str, Any] = {
