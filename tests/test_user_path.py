@@ -169,3 +169,23 @@ def test_onnx_files_follow_the_umask(tmp_path):
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
     assert not [p for p in tmp_path.iterdir() if p.name != "m.onnx"]  # no temporary left beside it
+
+
+def test_bench_defaults_to_one_thread_and_says_so(tmp_path, capsys):
+    """The quickstart's bench used to time at torch's thread count (2 here), where small factorized models show
+    no speedup; the default is now 1 thread, and the table's header names the runtime, threads and input."""
+    import torch
+
+    import tensorslim
+    from tensorslim.cli import main
+
+    torch.manual_seed(0)
+    tensorslim.save(tensorslim.models.build("lenet5"), tmp_path / "m")
+    main(["bench", str(tmp_path / "m"), "--batch", "1", "--repeats", "2", "--warmup", "0", "--json"])
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["threads"] == 1 and result["runtime"] == "ort"
+    main(["bench", str(tmp_path / "m"), "--batch", "1", "--repeats", "2", "--warmup", "0"])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("runtime ort, 1 thread") and "input 1x28x28" in header
