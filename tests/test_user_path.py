@@ -189,3 +189,25 @@ def test_bench_defaults_to_one_thread_and_says_so(tmp_path, capsys):
     main(["bench", str(tmp_path / "m"), "--batch", "1", "--repeats", "2", "--warmup", "0"])
     header = capsys.readouterr().out.splitlines()[0]
     assert header.startswith("runtime ort, 1 thread") and "input 1x28x28" in header
+
+
+def test_report_measures_latency_on_request_and_says_how_otherwise(tmp_path, capsys):
+    """The report had no latency unless `bench --save` ran first, and never said so."""
+    import json
+
+    import torch
+
+    import tensorslim
+    from tensorslim.cli import main
+
+    torch.manual_seed(0)
+    tensorslim.save(tensorslim.models.build("lenet5"), tmp_path / "m")
+    main(["report", str(tmp_path / "m"), "--out", str(tmp_path / "r1")])
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert report["models"][0]["latency_ms"] is None
+    assert any("--latency" in n and "bench DIR --save" in n for n in report["notes"])
+    main(["report", str(tmp_path / "m"), "--out", str(tmp_path / "r2"), "--latency"])
+    model = json.loads((tmp_path / "r2" / "report.json").read_text())["models"][0]
+    assert model["latency_ms"] > 0 and model["latency_batch"] == 1
+    assert model["latency_source"].startswith("ort, 1 thr")
+    assert "ort, 1 thr, measured, batch 1" in (tmp_path / "r2" / "index.html").read_text()

@@ -51,8 +51,8 @@ def render(title: str, entries: list[Entry], plots: list[tuple[str, str, bytes]]
         if e.accuracy is not None and e.accuracy_split and e.accuracy_split != "test":
             acc += f" <span class=muted>({esc(e.accuracy_split)})</span>"
         lat = "-" if e.latency_ms is None else f"{e.latency_ms:.3f} ms"
-        if e.latency_ms is not None and e.latency_batch not in (None, 1):
-            lat += f" <span class=muted>(b{e.latency_batch})</span>"
+        if e.latency_ms is not None:  # what was timed: runtime, threads, batch
+            lat += f" <span class=muted>({esc(e.latency_source or '?')}, batch {e.latency_batch or '?'})</span>"
         delta = e.ratios.get("accuracy_delta")
         d_cls = "" if delta is None else ("good" if delta >= 0 else "bad")
         d_txt = "-" if delta is None else f"{delta:+.2f} pt"

@@ -166,3 +166,17 @@ def compute_costs(e: Entry, notes: list[str]) -> None:
     e.params = e.params if e.params is not None else int(d["total"]["params"])
     e.macs = e.macs if e.macs is not None else int(d["total"]["macs"])
     e.profile = e.profile or _profile_rows(d)
+
+
+def measure_latencies(entries: list[Entry], threads: int, notes: list[str]) -> None:
+    """Time each entry's model directory in ONNX Runtime (batch 1, exported and verified first)."""
+    from ..export import benchmark
+
+    for e in entries:
+        if not (e.path / modeldir.MODEL_JSON).exists():
+            notes.append(f"{e.name}: no model.json, so no latency can be measured")
+            continue
+        result = benchmark(str(e.path), batch_sizes=(1,), threads=threads, repeats=30, warmup=5)
+        found = _latency_from_bench(result.to_dict())
+        if found is not None:
+            e.latency_ms, e.latency_batch, e.latency_source = found.ms, found.batch, f"{found.source}, measured"

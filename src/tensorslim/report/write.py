@@ -15,7 +15,7 @@ from .compare import link_originals, normalise_accuracy, unique_names
 from .entry import ReportError
 from .page import render
 from .plots import COST_AXES, layer_bars, layer_rows, scatter
-from .read import compute_costs, read_entry
+from .read import compute_costs, measure_latencies, read_entry
 
 REPORT_JSON = "report.json"
 INDEX_HTML = "index.html"
@@ -41,12 +41,15 @@ def _check_out_dir(out: Path, dirs: list[Path]) -> None:
 
 
 def write_report(model_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
-                 title: str = "tensorslim report", compute_missing: bool = True) -> dict[str, Any]:
+                 title: str = "tensorslim report", compute_missing: bool = True,
+                 measure_latency: bool = False, threads: int = 1) -> dict[str, Any]:
     """Write ``report.json``, the PNG plots and ``index.html`` for ``model_dirs`` into ``out_dir``.
 
     ``out_dir`` is replaced as a whole, atomically; it must be new, empty, or a previous report. With
     ``compute_missing``, params / MACs / per-layer costs absent from ``metrics.json`` are computed from the
-    model (tensorslim.modeldir + tensorslim.cost). Returns the content of ``report.json``.
+    model (tensorslim.modeldir + tensorslim.cost). With ``measure_latency``, each model without a recorded
+    latency is exported and timed in ONNX Runtime (batch 1, ``threads`` intra-op threads, median of 30 runs);
+    without it, the notes say how to get one. Returns the content of ``report.json``.
 
     Raises:
         ReportError (a TensorSlimError): no directory given, a missing directory, unreadable JSON, or an
@@ -64,6 +67,12 @@ def write_report(model_dirs: Sequence[str | os.PathLike], out_dir: str | os.Path
     if compute_missing:
         for e in entries:
             compute_costs(e, notes)
+    unmeasured = [e for e in entries if e.latency_ms is None]
+    if unmeasured and measure_latency:
+        measure_latencies(unmeasured, threads, notes)
+    elif unmeasured:
+        notes.append(f"no latency for {', '.join(e.name for e in unmeasured)}: run `tensorslim report ... --latency` "
+                     "(times each model in ONNX Runtime, batch 1, 1 thread) or `tensorslim bench DIR --save DIR`")
     unique_names(entries)
     normalise_accuracy(entries, notes)
     link_originals(entries)
