@@ -1,6 +1,7 @@
 """explore() end to end on a tiny model: Pareto set, saved model directories, resume, errors, CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -148,3 +149,18 @@ def test_real_layer_latency_is_measured_with_onnx_runtime():
 
     ms = measure_ms(nn.Linear(8, 4), (8,), repeats=3, warmup=1)
     assert isinstance(ms, float) and ms > 0
+
+
+def test_pick_names_the_best_model_under_a_budget(run, capsys):
+    """`tensorslim pick DIR --budget ...`: the documented one-liner for "best model under X"."""
+    from tensorslim.cli import main
+    from tensorslim.explore import parse_budget, pick
+
+    main(["pick", str(run.out), "--budget", "macs<=1.0,drop<=100", "--json"])
+    chosen = json.loads(capsys.readouterr().out)
+    expected = pick(run.pareto["points"], parse_budget("macs<=1.0,drop<=100"))  # the library's own choice
+    assert chosen["id"] == expected["id"] and (Path(chosen["dir"]) / "model.json").is_file()
+    with pytest.raises(SystemExit) as info:
+        main(["pick", str(run.out), "--budget", "macs<=0.000001"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith("error: no Pareto point meets") and "\n" not in err
