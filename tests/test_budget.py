@@ -48,3 +48,16 @@ def test_each_command_reads_the_same_text():
         finetune_budget("params<=1.5")
     with pytest.raises(ExploreError, match="budget term 'flops<=2'"):
         explore_budget("flops<=2")
+
+
+def test_ticker_logs_at_its_interval_and_at_the_end(monkeypatch):
+    """Trial loops (explore) log their progress with an ETA instead of running silently."""
+    from tensorslim.study import progress
+
+    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0, 90.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    lines: list[str] = []
+    tick = progress.Ticker(4, "trials", lines.append, interval=30.0)  # started at t=0
+    for _ in range(4):
+        tick()  # t = 1, 2, 40, 41 (the last one is the end)
+    assert lines == ["trials: 3/4 done, 40 s so far, ETA 13 s", "trials: 4/4 done, 41 s so far, ETA 0 s"]

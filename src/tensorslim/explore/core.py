@@ -43,6 +43,7 @@ from torch import nn
 
 from .. import _atomic, modeldir
 from ..errors import TensorSlimError
+from ..study.progress import Ticker
 from ..study.storage import StorageError as _SharedStorageError
 from ..study.storage import create_or_load_study
 from ..study.storage import open_storage as _shared_open_storage
@@ -413,7 +414,8 @@ def explore(
     if todo:
         _interrupt.quiet_optuna_interrupts()
         with _interrupt.deferred():  # Ctrl-C stops a trial's computation (Optuna records it failed), never
-            study.optimize(objective, n_trials=todo)  # Optuna's bookkeeping and storage writes half-way
+            study.optimize(objective, n_trials=todo,  # Optuna's bookkeeping and storage writes half-way
+                           callbacks=[Ticker(todo, "low-fidelity trials", log)])
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
     def minimised(values: Sequence[float]) -> list[float]:
