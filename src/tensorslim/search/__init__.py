@@ -13,18 +13,9 @@ The click command is :func:`tensorslim.search.command.search_cmd`.
 
 from __future__ import annotations
 
+from .final import finalize, pareto_trials, study_hypervolume
 from .pareto import OBJECTIVES, hypervolume, pareto_indices
-from .run import (
-    Fidelity,
-    Pruner,
-    SearchResult,
-    finalize,
-    open_study,
-    pareto_trials,
-    run_study,
-    search,
-    study_hypervolume,
-)
+from .run import Fidelity, Pruner, SearchResult, open_study, run_study, search
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, default_space
 from .storage import StorageError, open_storage
 from .strategy import NSGA2, TPE, Random, Strategy, StrategyError, get_strategy

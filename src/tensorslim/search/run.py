@@ -9,8 +9,9 @@ split after every epoch, and is pruned when it is near chance or dominated (bett
 higher accuracy by ``margin`` at the same epoch) by a completed trial. Stale trials of dead workers are failed
 and retried with the same parameters (see :mod:`.storage`).
 
-:func:`finalize` retrains the Pareto set (and the baselines) at full fidelity, writes model directories,
-``pareto.json`` and a report. :func:`search` does both.
+:func:`tensorslim.search.final.finalize` retrains the Pareto set (and the baselines) at full fidelity, writes
+model directories, ``pareto.json`` and a report. :func:`search` does both. Worker bookkeeping is in
+:mod:`.workers`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,15 +26,15 @@ from typing import Any
 
 import torch
 
-from .. import _atomic, _interrupt
+from .. import _interrupt
 from ..errors import TensorSlimError
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
-from .pareto import OBJECTIVES, check_objectives, hypervolume, measure_latency, normalise, pareto_indices
-from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space, spec
+from .pareto import OBJECTIVES, check_objectives, measure_latency
+from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
 from .strategy import get_strategy
+from .workers import _clear_stale_journal_lock, _release_gone_workers, _worker_id, storage_url_for
 
 ATTR = "tensorslim_search"
-JOURNAL = "study.journal"
 
 
 @dataclasses.dataclass
@@ -302,121 +302,6 @@ def run_study(
     return st
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _gone(t: Any) -> str | None:
-    """Why the worker of the RUNNING trial ``t`` is known to be gone, else None."""
-    worker = t.user_attrs.get("worker")
-    if worker is None:  # a worker names itself first thing: its process died right after taking the trial
-        return "its worker stopped before it began"
-    w_host, _, pid = str(worker).rpartition(":")
-    if w_host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _atomic.pid_alive(
-            int(pid)):
-        return f"its worker {worker} is gone (killed)"
-    return None
-
-
-def _release_gone_workers(study: Any, max_retry: int, seen: dict[int, tuple[str, float]],
-                          confirm_after: float = 3.0) -> list[tuple[int, str]]:
-    """Fail and re-enqueue RUNNING trials whose worker is known to be gone (:func:`_gone`: a killed process of
-    this host, or none named), without waiting for their heartbeat to go stale.
-
-    A trial is released once this worker has seen it so for ``confirm_after`` seconds by its own clock (other
-    machines' clocks do not matter; a live worker taking over a retried trial renames it within moments).
-    ``seen`` carries the observations from one call to the next. Returns (trial number, why) of each.
-    """
-    from optuna.trial import TrialState
-
-    from .storage import retry
-
-    now, released, current = time.monotonic(), [], {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        why = _gone(t)
-        if why is None:
-            continue
-        first = seen.get(t._trial_id)  # noqa: SLF001
-        if first is None or first[0] != why:
-            current[t._trial_id] = (why, now)  # noqa: SLF001
-            continue
-        if now - first[1] < confirm_after:
-            current[t._trial_id] = first  # noqa: SLF001
-            continue
-        try:
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # noqa: SLF001
-        except Exception:  # noqa: BLE001 - another worker released it first
-            continue
-        retry(study, study._storage.get_trial(t._trial_id), max_retry)  # noqa: SLF001
-        released.append((t.number, why))
-    seen.clear()
-    seen.update(current)
-    return released
-
-
-def storage_url_for(storage: str | None, out: Any) -> str:
-    """``storage``, else a journal file in ``out``, else in memory.
-
-    A journal file's path is made absolute: Optuna's journal lock is a symbolic link to the journal, which
-    dangles when the path is relative, and its recovery of a lock left by a killed worker then never fires.
-    """
-    if storage is not None:
-        path = _journal_path(storage)
-        if path is None or path.is_absolute():
-            return storage
-        return f"journal://{path.resolve()}" if storage.startswith("journal://") else str(path.resolve())
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        return str((Path(out) / JOURNAL).resolve())
-    return "memory"
-
-
-def _journal_path(url: str) -> Path | None:
-    """The journal file of a journal storage URL (``journal://FILE`` or a plain path), else None."""
-    from .storage import RDB_PREFIXES
-
-    if url.startswith("journal://"):
-        return Path(url[len("journal://"):])
-    if url == "memory" or "://" in url or url.startswith(RDB_PREFIXES):
-        return None
-    return Path(url)
-
-
-def _clear_stale_journal_lock(url: str, log: Callable[[str], None], stale_after: float = 5.0) -> None:
-    """Remove the lock of a journal file that a killed worker left behind.
-
-    The lock (Optuna's symbolic link ``FILE.lock``) is held only while a few records are appended; one that
-    stays the same for ``stale_after`` seconds (watched here, by this machine's clock) belongs to a process
-    that died holding it (``kill -9``). Optuna would break it only after 30 s, and only for an absolute path.
-    """
-    journal = _journal_path(url)
-    if journal is None:
-        return
-    lock = Path(f"{journal}.lock")
-    try:
-        first = _identity(os.lstat(lock))
-    except OSError:
-        return
-    deadline = time.monotonic() + stale_after
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        try:
-            if _identity(os.lstat(lock)) != first:
-                return  # released and taken again: a live worker's
-        except OSError:
-            return  # released
-    try:
-        lock.unlink()
-    except OSError:
-        return
-    log(f"removed {lock}, left by a worker killed while writing the study")
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int]:
-    """Which lock this is: a lock taken again gets a new creation time, even where the inode is reused."""
-    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
-
-
 def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
               objectives: Sequence[str], n_trials: int, train_set: Any, val_set: Any, fid: Fidelity,
               pruner: Pruner | None, seed: int, log: Callable[[str], None]) -> list[float]:
@@ -488,197 +373,6 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
 # ------------------------------------------------------------------------------------------------ results
 
 
-def pareto_trials(study: Any) -> list[Any]:
-    """Non-dominated COMPLETE trials on the study's objectives, one per architecture, by accuracy."""
-    from optuna.trial import TrialState
-
-    objectives = study.user_attrs[ATTR]["objectives"]
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
-    vecs = [[-t.user_attrs["values"]["accuracy"] if o == "accuracy" else t.user_attrs["values"][o]
-             for o in objectives] for t in trials]
-    keep = [trials[i] for i in pareto_indices(vecs)]
-    seen, out = set(), []
-    for t in sorted(keep, key=lambda t: -t.user_attrs["values"]["accuracy"]):
-        key = json.dumps(t.user_attrs["arch"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-    return out
-
-
-def study_hypervolume(study: Any, reference: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
-    """Hypervolume of the study's COMPLETE trials (normalised, see :mod:`.pareto`) and the reference used."""
-    from optuna.trial import TrialState
-
-    defn = study.user_attrs[ATTR]
-    objectives = defn["objectives"]
-    if reference is None:
-        space = SearchSpace.from_dict(defn["space"])
-        big = space.max_architecture()
-        from .space import count
-
-        params, macs = count(big)
-        reference = {"params": params, "macs": macs, "latency": None}
-        if "latency" in objectives:
-            lat = [t.user_attrs["values"]["latency"] for t in study.get_trials(deepcopy=False, states=(
-                TrialState.COMPLETE,)) if "values" in t.user_attrs]
-            reference["latency"] = max(lat) * 1.1 if lat else 1.0
-    pts = [normalise(t.user_attrs["values"], objectives, reference)
-           for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
-    return hypervolume(pts, [1.0] * len(objectives)), reference
-
-
-def _trial_entry(t: Any) -> dict[str, Any]:
-    """A Pareto trial as results list it: its architecture and low-fidelity measurements."""
-    a = t.user_attrs
-    return {"summary": a["summary"], "arch": a["arch"], "params": a["params"], "macs": a["macs"],
-            "low_fidelity": a["values"]}
-
-
-def _select(trials: list[Any], top: int | None) -> list[Any]:
-    """At most ``top`` trials spread evenly over the params axis (smallest and largest kept)."""
-    if top is None or len(trials) <= top:
-        return trials
-    by_size = sorted(trials, key=lambda t: t.user_attrs["params"])
-    if top == 1:
-        return [max(trials, key=lambda t: t.user_attrs["values"]["accuracy"])]
-    idx = sorted({round(i * (len(by_size) - 1) / (top - 1)) for i in range(top)})
-    return [by_size[i] for i in idx]
-
-
-def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity, *, data_dir: Any = None,
-                image_size: int | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
-                extra_metrics: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train at full fidelity into the model directory ``dest`` (resumable), evaluate on the test split and
-    record accuracy, params and MACs in its ``metrics.json``. Skips a directory that is already finished."""
-    from .. import data, modeldir
-    from ..cost import profile
-    from ..train import evaluate, train
-
-    metrics_file = dest / modeldir.METRICS
-    if metrics_file.is_file():
-        done = json.loads(metrics_file.read_text())
-        if isinstance(done.get("accuracy"), dict) and "test" in done["accuracy"] and \
-                done.get("final_epochs") == fid.epochs:
-            log(f"{dest}: already trained and evaluated")
-            return done
-    kwargs = dict(dataset_options or {})
-    if image_size is not None:
-        kwargs["image_size"] = image_size
-    train_set = data.load(dataset, "train", data_dir, **kwargs)
-    val_set = data.load(dataset, "val", data_dir, **kwargs)
-    test_set = data.load(dataset, "test", data_dir, **kwargs)
-    shape = tuple(train_set.input_shape)
-    t0 = time.perf_counter()
-    # val_batches=None: the whole validation split after every epoch; else a subset, after the last one only
-    history = train(model, train_set, val_set if fid.val_batches is None else None, fid.train_config(seed),
-                    out=dest, save_kwargs={"dataset": dataset, "input_shape": shape}, log=log)
-    val_acc = history[-1].get("val_accuracy")
-    if val_acc is None:
-        val_acc = evaluate(model, val_set, max_batches=fid.val_batches)["accuracy"]
-    test = evaluate(model, test_set)
-    total = profile(model, shape).total
-    metrics = {"accuracy": {"test": test["accuracy"], "val": val_acc},
-               "params": int(total.params), "macs": int(total.macs), "final_epochs": fid.epochs,
-               "final_max_batches": fid.max_batches, "train_seconds": round(time.perf_counter() - t0, 1),
-               "history": history, **(extra_metrics or {})}
-    modeldir.save(model, dest, dataset=dataset, input_shape=shape, metrics=metrics)
-    log(f"{dest}: test acc {test['accuracy']:.2f}%, {int(total.params):,} params, {int(total.macs) / 1e6:.2f} M MACs")
-    return metrics
-
-
-def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
-    """Build spec of a reference model for this data (``input_size`` passed when its factory takes one)."""
-    import inspect
-
-    from ..models import resolve_factory
-
-    kwargs: dict[str, Any] = {"in_channels": int(input_shape[0]), "num_classes": int(num_classes)}
-    try:
-        if "input_size" in inspect.signature(resolve_factory(name)).parameters:
-            kwargs["input_size"] = int(input_shape[1]) if input_shape[1] == input_shape[2] else list(input_shape[1:])
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        pass
-    return {"builder": name, "kwargs": kwargs}
-
-
-def finalize(
-    study: Any,
-    out: str | os.PathLike,
-    *,
-    final: Fidelity | None = None,
-    final_top: int | None = 4,
-    baselines: Sequence[str] = ("mobilenetv2", "resnet20"),
-    data_dir: Any = None,
-    image_size: int | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    report: bool = True,
-    seed: int = 0,
-    storage_url: str | None = None,
-    log: Callable[[str], None] = print,
-) -> SearchResult:
-    """Retrain the Pareto set and the baselines at full fidelity; write model directories, ``pareto.json`` and a
-    report under ``out``. Reruns skip what is finished."""
-    from .. import modeldir
-
-    if final_top is not None and (not isinstance(final_top, int) or final_top < 1):
-        raise TensorSlimError(f"final_top must be a positive integer or None, got {final_top!r}")
-    out = Path(out)
-    defn = study.user_attrs[ATTR]
-    dataset = defn["dataset"]
-    final = final or Fidelity(epochs=10, max_batches=None, val_batches=None)
-    front = pareto_trials(study)
-    chosen = _select(front, final_top)
-    hv, reference = study_hypervolume(study)
-    entries, dirs = [], []
-    for t in chosen:
-        arch = t.user_attrs["arch"]
-        dest = out / "pareto" / f"trial-{t.number:04d}"
-        torch.manual_seed(seed)
-        model = modeldir.build(spec(arch), arch["input_shape"])
-        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                        dataset_options=dataset_options, seed=seed, log=log,
-                        extra_metrics={"search": {"study": study.study_name, "trial": t.number,
-                                                  "low_fidelity": t.user_attrs["values"]}})
-        dirs.append(dest)
-        entries.append({"trial": t.number, "dir": str(dest), **_trial_entry(t), "test_accuracy": m["accuracy"]["test"],
-                        "val_accuracy": m["accuracy"].get("val")})
-    base_entries = []
-    shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
-    classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
-    for name in baselines if chosen else ():
-        dest = out / "baselines" / name
-        torch.manual_seed(seed)
-        model = modeldir.build(baseline_spec(name, shape, classes), shape)
-        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                        dataset_options=dataset_options, seed=seed, log=log)
-        dirs.append(dest)
-        base_entries.append({"model": name, "dir": str(dest), "params": m["params"], "macs": m["macs"],
-                             "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})
-    result = SearchResult(study=study.study_name, storage=storage_url or "", counts=_counts(study),
-                          pareto=entries, hypervolume=hv, out=str(out), baselines=base_entries)
-    doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],
-           "fixed_ranks": defn["fixed_ranks"], "space": defn["space"], "hypervolume_reference": reference,
-           "pareto_size": len(front), "final": dataclasses.asdict(final)}
-    # pareto.json is removed before the report is replaced and written after it: whenever it exists, what it
-    # names is complete (an interrupted rerun leaves none, and the next rerun writes it again)
-    (out / "pareto.json").unlink(missing_ok=True)
-    if report and dirs:
-        _write_report(dirs, out / "report", f"tensorslim search: {study.study_name}", log)
-    _atomic.write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
-    return result
-
-
-def _write_report(dirs: list[Path], dest: Path, title: str, log: Callable[[str], None]) -> None:
-    try:
-        from ..report import write_report
-    except ImportError:  # pragma: no cover - export stage absent
-        log("tensorslim.export is not available: no report written")
-        return
-    write_report(dirs, dest, title=title)
-    log(f"report: {dest / 'index.html'}")
-
-
 def search(
     dataset: str,
     *,
@@ -716,6 +410,8 @@ def search(
     ``out/pareto/trial-NNNN/`` model directories next to the ``baselines``, and ``out/pareto.json`` and
     ``out/report/`` are written; ``retrain=False`` only runs the worker part (other machines).
     """
+    from .final import _trial_entry, finalize, pareto_trials, study_hypervolume  # final imports this module
+
     log = log or (lambda _m: None)
     st = run_study(dataset, space=space, rank_mode=rank_mode, fixed_ranks=fixed_ranks, objectives=objectives,
                    n_trials=n_trials, storage=storage, study=study, strategy=strategy,
