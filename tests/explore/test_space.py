@@ -10,7 +10,7 @@ from torch import nn
 from tensorslim import modeldir, surgery
 from tensorslim.cost import profile
 from tensorslim.explore import space
-from tensorslim.explore.core import _Evaluator
+from tensorslim.explore.evaluate import _Evaluator
 from tensorslim.layers import TTLinear
 
 
