@@ -40,7 +40,6 @@ from ._common import (
     check_conv2d,
     check_finite,
     check_module,
-    check_shape,
     feature_input,
     image_input,
     layer_label,
@@ -48,7 +47,7 @@ from ._common import (
     normal_,
     run_decomposition,
 )
-from .tt import _check_mode_shapes, _tt_init_std, set_channel_factors
+from .tt import _check_mode_shapes, _tt_init_std, set_channel_factors, set_feature_factors
 
 #: Options of ``from_linear`` / ``from_conv`` passed to :func:`tensorslim.decompose.tensor_ring.tr_als`.
 FIT_OPTIONS = ("n_iter_max", "tol", "init", "seed")
@@ -213,9 +212,7 @@ class TRLinear(nn.Module):
                  bias: bool = True, *, name: str | None = None):
         super().__init__()
         label = layer_label(name, self)
-        self.in_shape = check_shape(label, in_shape, "in_shape")
-        self.out_shape = check_shape(label, out_shape, "out_shape", length=len(self.in_shape))
-        self.in_features, self.out_features = math.prod(self.in_shape), math.prod(self.out_shape)
+        set_feature_factors(self, label, in_shape, out_shape)
         d = len(self.in_shape)
         self.ranks = tr_ring_ranks(ranks, 2 * d, name=label)
         shapes = _ring_core_shapes(self.in_shape, self.out_shape, self.ranks)

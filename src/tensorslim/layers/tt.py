@@ -162,6 +162,14 @@ def _check_mode_shapes(label: str, in_shape: Any, out_shape: Any, in_size: int, 
     return in_shape, out_shape
 
 
+def set_feature_factors(layer: nn.Module, label: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+    """Set ``in_shape``, ``out_shape``, ``in_features`` and ``out_features`` of a Linear whose sizes are factored
+    into modes (TT and TR); the shapes are checked (positive ints, the same number of factors)."""
+    layer.in_shape = check_shape(label, in_shape, "in_shape")
+    layer.out_shape = check_shape(label, out_shape, "out_shape", length=len(layer.in_shape))
+    layer.in_features, layer.out_features = math.prod(layer.in_shape), math.prod(layer.out_shape)
+
+
 class TTLinear(nn.Module):
     """A Linear layer whose weight is a TT-matrix (see the module doc for the index convention).
 
@@ -181,9 +189,7 @@ class TTLinear(nn.Module):
                  bias: bool = True, *, name: str | None = None):
         super().__init__()
         label = layer_label(name, self)
-        self.in_shape = check_shape(label, in_shape, "in_shape")
-        self.out_shape = check_shape(label, out_shape, "out_shape", length=len(self.in_shape))
-        self.in_features, self.out_features = math.prod(self.in_shape), math.prod(self.out_shape)
+        set_feature_factors(self, label, in_shape, out_shape)
         d = len(self.in_shape)
         full = tt_full_ranks([m * n for m, n in zip(self.out_shape, self.in_shape)])
         self.ranks = _resolve_ranks(label, ranks, full, fixed_left=True)

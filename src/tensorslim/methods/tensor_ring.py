@@ -60,14 +60,6 @@ class TensorRing(TT):
                                 ctx.output_shape[-2:])
         return {"params": params, "macs": macs, "bytes": FLOAT_BYTES * params}
 
-    def structure(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
-        m = ctx.module
-        in_shape, out_shape = self.shapes(ctx, options)
-        if isinstance(m, nn.Linear):
-            return TRLinear(in_shape, out_shape, rank, bias=m.bias is not None)
-        return TRConv2d(in_shape, out_shape, m.kernel_size, rank, stride=m.stride, padding=m.padding,
-                        dilation=m.dilation, bias=m.bias is not None)
-
     def design_points(self, ctx: LayerContext, settings: Mapping[str, Any] | None = None) -> list[Candidate]:
         points = []
         for d in GRID_FACTORS:
@@ -83,10 +75,5 @@ class TensorRing(TT):
                 points.append(Candidate(r, opts, c["params"], c["macs"]))
         return points
 
-    def fit(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
-        m = ctx.module
-        in_shape, out_shape = self.shapes(ctx, options)
-        fit = {**self.fit_defaults, **{k: v for k, v in options.items() if k in FIT_OPTIONS}}
-        if isinstance(m, nn.Linear):
-            return TRLinear.from_linear(m, in_shape, out_shape, rank, name=ctx.name, **fit)
-        return TRConv2d.from_conv(m, in_shape, out_shape, rank, name=ctx.name, **fit)
+    def fit_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {**self.fit_defaults, **{k: v for k, v in options.items() if k in FIT_OPTIONS}}

@@ -68,10 +68,11 @@ class TT(Method):
     def structure(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
         m = ctx.module
         in_shape, out_shape = self.shapes(ctx, options)
+        linear, conv = self.layer_types
         if isinstance(m, nn.Linear):
-            return TTLinear(in_shape, out_shape, rank, bias=m.bias is not None)
-        return TTConv2d(in_shape, out_shape, m.kernel_size, rank, stride=m.stride, padding=m.padding,
-                        dilation=m.dilation, bias=m.bias is not None)
+            return linear(in_shape, out_shape, rank, bias=m.bias is not None)
+        return conv(in_shape, out_shape, m.kernel_size, rank, stride=m.stride, padding=m.padding,
+                    dilation=m.dilation, bias=m.bias is not None)
 
     def design_points(self, ctx: LayerContext, settings: Mapping[str, Any] | None = None) -> list[Candidate]:
         """Every TT shape with up to ``max_factors`` (3) factors × ``tt_ranks`` (:data:`GRID_RANKS`), costed by the
@@ -103,9 +104,15 @@ class TT(Method):
                 points.append(Candidate(r, opts, params, macs))
         return points
 
+    def fit_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options that go to the layer's converter (none for TT: TT-SVD has no options)."""
+        return {}
+
     def fit(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
         m = ctx.module
         in_shape, out_shape = self.shapes(ctx, options)
+        linear, conv = self.layer_types
+        fit = self.fit_options(options)
         if isinstance(m, nn.Linear):
-            return TTLinear.from_linear(m, in_shape, out_shape, rank, name=ctx.name)
-        return TTConv2d.from_conv(m, in_shape, out_shape, rank, name=ctx.name)
+            return linear.from_linear(m, in_shape, out_shape, rank, name=ctx.name, **fit)
+        return conv.from_conv(m, in_shape, out_shape, rank, name=ctx.name, **fit)
