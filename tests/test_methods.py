@@ -114,3 +114,97 @@ def test_tensor_ring_in_finetune(tmp_path):
     loaded = tensorslim.load(result.out)
     assert type(loaded.get_submodule("classifier.fc2")).__name__ == "TRLinear"
     assert data.info("digits").num_classes == 10
+
+
+# --- deployment targets: ranks rounded to the runtime's channel multiple --------------------------------------
+
+
+def _ctx(conv: nn.Module, shape=(64, 8, 8)):
+    return candidates(nn.Sequential(conv), shape)[0]
+
+
+def test_targets_registry_and_default():
+    from tensorslim.methods import targets
+
+    assert targets.names() == ("ort-x86", "ort-arm", "xnnpack-x86", "xnnpack-arm", "none")
+    assert [targets.get(n).multiple for n in targets.names()] == [16, 16, 16, 8, 1]
+    assert targets.get("ort-x86").pad_block == 16 and targets.get("none").pad_block == 0
+    assert targets.get(None).name == targets.default_target()
+    with pytest.raises(tensorslim.TensorSlimError, match="unknown target 'tpu'; targets: ort-x86"):
+        targets.get("tpu")
+
+
+def test_cp_rank_is_rounded_to_the_nearest_multiple_within_the_budget():
+    """CP-3 of a 64→64 3×3 conv at 8×8 at macs_ratio 0.25. By hand: dense 36,864·64 MACs, CP-3 R·(64+9+64)·64,
+    so the budget allows R <= 9216/137 = 67.3: rank 67 unrounded, 64 for a multiple of 16 or 8 (the nearest
+    multiple under the budget), 67 with no target."""
+    cp = methods.get("cp")
+    ctx = _ctx(nn.Conv2d(64, 64, 3, padding=1))
+    assert cp.rank_for(ctx, "macs_ratio", 0.25, {}) == 67
+    assert cp.rank_for(ctx, "macs_ratio", 0.25, {}, multiple=16) == 64
+    assert cp.rank_for(ctx, "macs_ratio", 0.25, {}, multiple=8) == 64
+    # explicit ranks are the user's own: never rounded
+    assert cp.rank_for(ctx, "rank", 67, {}, multiple=16) == 67
+
+
+def test_tucker2_ranks_round_each_mode_within_the_budget_and_bounds():
+    """Tucker-2 64→64 3×3 at macs_ratio 0.25: unrounded (25, 25) (9·25² + 128·25 = 8,825 <= 9,216 per pixel).
+    Multiples of 16: (32, 32) costs 13,312 > 9,216; (16, 16) 4,352 fits; (16, 32) and (32, 16) cost
+    9·512 + 64·48 = 7,680 and fit, and are nearer to (25, 25) in log distance: (16, 32) wins (ties: smaller first).
+    """
+    t2 = methods.get("tucker2")
+    ctx = _ctx(nn.Conv2d(64, 64, 3, padding=1))
+    assert t2.rank_for(ctx, "macs_ratio", 0.25, {}) == [25, 25]
+    r_in, r_out = t2.rank_for(ctx, "macs_ratio", 0.25, {}, multiple=16)
+    assert (r_in, r_out) == (16, 32)
+    assert 9 * r_in * r_out + 64 * (r_in + r_out) <= 0.25 * 64 * 64 * 9
+    assert t2.rank_for(ctx, "macs_ratio", 0.25, {}, multiple=8) == [24, 24]  # 9·576 + 128·24 = 8,256
+    # a layer narrower than the multiple keeps its rank (never 0, never above the bound): 12 channels, bound 12
+    narrow = _ctx(nn.Conv2d(12, 12, 3, padding=1), (12, 8, 8))
+    unrounded = t2.rank_for(narrow, "macs_ratio", 0.5, {})
+    assert t2.rank_for(narrow, "macs_ratio", 0.5, {}, multiple=16) == unrounded
+    # Tucker-1 (3 input channels): only r_out is a rounded channel count
+    rgb = _ctx(nn.Conv2d(3, 64, 3, padding=1), (3, 8, 8))
+    r = t2.rank_for(rgb, "energy", 0.9, {}, multiple=16)
+    assert r[1] % 16 == 0 and r[0] == t2.rank_for(rgb, "energy", 0.9, {})[0]
+
+
+def test_rounding_never_makes_a_layer_larger_than_the_dense_one():
+    """Energy ranks of a 32→32 conv, rounded to 16: a rank that rounding changed is never larger than the dense
+    layer (the not_smaller rule); at energy 0.9 (unrounded around (27, 27)) rounding up to (32, 32) would be, so
+    the nearest allowed candidate is taken instead."""
+    t2 = methods.get("tucker2")
+    torch.manual_seed(0)
+    ctx = _ctx(nn.Conv2d(32, 32, 3, padding=1), (32, 8, 8))
+    for energy in (0.5, 0.8, 0.9, 0.95):
+        unrounded = t2.rank_for(ctx, "energy", energy, {})
+        rank = t2.rank_for(ctx, "energy", energy, {}, multiple=16)
+        if rank != unrounded:
+            cost = t2.cost(ctx, rank, {})
+            assert all(v % 16 == 0 for v in rank)
+            assert cost["params"] <= ctx.dense_params and cost["macs"] <= ctx.dense_macs
+            assert rank != [32, 32]
+
+
+def test_target_is_recorded_and_reaches_every_rule(tmp_path):
+    model = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 4 * 4, 100))
+    plan = {"rules": [{"layers": "0", "method": "cp", "macs_ratio": 0.25},
+                      {"layers": "3", "method": "svd", "ratio": 0.3}]}
+    new, report = compress_with_report(model, plan, (64, 4, 4), target="xnnpack-arm")
+    assert [e["rank"] for e in report.layers] == [64, 24]  # svd: 0.3·1024·100/1124 = 27.3 -> 27 -> 24 (32 is over)
+    assert new.tensorslim_compression["plans"][-1]["target"] == "xnnpack-arm"
+    _, none = compress_with_report(model, plan, (64, 4, 4), target="none")
+    assert [e["rank"] for e in none.layers] == [67, 27]
+    # the plan's own target applies when the call names none; the default target otherwise
+    _, own = compress_with_report(model, {**plan, "target": "none"}, (64, 4, 4))
+    assert [e["rank"] for e in own.layers] == [67, 27]
+    from tensorslim.methods import targets
+
+    default, _ = compress_with_report(model, plan, (64, 4, 4))
+    assert default.tensorslim_compression["plans"][-1]["target"] == targets.default_target()
+    net = modeldir.build({"builder": "convnet", "kwargs": {}}, (1, 28, 28)).eval()  # saved and loaded
+    saved = compress_with_report(net, {"rules": [{"layers": "features.conv5", "method": "cp", "macs_ratio": 0.25}]},
+                                 (1, 28, 28), target="ort-x86")[0]
+    modeldir.save(saved, tmp_path / "m", input_shape=(1, 28, 28))
+    loaded = modeldir.load(tmp_path / "m").tensorslim_compression
+    assert loaded["plans"][-1]["target"] == "ort-x86" and loaded["layers"][0]["rank"] % 16 == 0

@@ -101,3 +101,15 @@ def test_plan_options_reach_the_decomposition_with_either_algorithm():
             _, report = compress_with_report(conv, {"rules": [rule]}, (8, 6, 6))
             errors.append(report.layers[0]["rel_error"])
         assert errors[0] != errors[1], algorithm
+
+
+def test_plan_target_is_validated_and_kept():
+    from tensorslim import plan as plan_mod
+
+    p = plan_mod.parse({"rules": [{"method": "cp", "ratio": 0.5}], "target": "xnnpack-arm"})
+    assert p.target == "xnnpack-arm" and p.to_dict()["target"] == "xnnpack-arm"
+    assert "target" not in plan_mod.parse({"rules": [{"method": "cp", "ratio": 0.5}]}).to_dict()
+    assert p.with_target(None).target == "xnnpack-arm" and p.with_target("none").target == "none"
+    with pytest.raises(plan_mod.PlanError, match="plan: target must be one of ort-x86, .*not 'gpu'"):
+        plan_mod.parse({"rules": [{"method": "cp", "ratio": 0.5}], "target": "gpu"})
+    assert plan_mod.single("cp", ratio=0.5, target="none").target == "none"

@@ -30,6 +30,11 @@ A rule whose glob was written for one layer (no wildcard) must apply: if that la
 the plan fails with the layer and the reason. Layers reached through a wildcard are skipped instead, each
 with its reason in the compression report; so are layers that would not get faster (``skip_slower``, on
 by default for wildcards: a replacement that saves no MACs is not worth its extra layers).
+
+``"target"`` (optional, top level): the deployment target (:mod:`tensorslim.methods.targets`: ``ort-x86``,
+``ort-arm``, ``xnnpack-x86``, ``xnnpack-arm``, ``none``) whose channel multiple the ranks that a rule chooses
+(every spec but an explicit ``rank``) are rounded to; ``compress(..., target=...)`` overrides it, and without
+either the machine's default target applies. The plan recorded in ``model.json`` names the target used.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any
 
 from . import methods
 from .errors import TensorSlimError
+from .methods import targets
 
 METHODS = methods.names()  # what a rule may name: the registry's methods
 RANK_KEYS = ("rank", "ratio", "macs_ratio", "energy", "vbmf")
@@ -87,12 +93,20 @@ class Rule:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     rules: tuple[Rule, ...]
+    target: str | None = None  # a deployment target (methods.targets); None: the caller's or the default
 
     def rule_for(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.matches(name)), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": [r.to_dict() for r in self.rules]}
+        out: dict[str, Any] = {"rules": [r.to_dict() for r in self.rules]}
+        if self.target is not None:
+            out["target"] = self.target
+        return out
+
+    def with_target(self, target: str | None) -> Plan:
+        """This plan for ``target`` (its own target, else the default target, when ``target`` is None)."""
+        return dataclasses.replace(self, target=targets.get(target or self.target).name)
 
 
 def parse(plan: dict[str, Any] | Plan, source: str = "plan") -> Plan:
@@ -101,10 +115,13 @@ def parse(plan: dict[str, Any] | Plan, source: str = "plan") -> Plan:
         return plan
     if not isinstance(plan, dict) or not isinstance(plan.get("rules"), list) or not plan["rules"]:
         raise PlanError(f"{source}: expected an object with a non-empty 'rules' list")
-    unknown = set(plan) - {"rules", "version", "comment"}
+    unknown = set(plan) - {"rules", "version", "comment", "target"}
     if unknown:
         raise PlanError(f"{source}: unknown key {sorted(unknown)[0]!r}")
-    return Plan(tuple(_parse_rule(r, f"{source}: rule {i + 1}") for i, r in enumerate(plan["rules"])))
+    target = plan.get("target")
+    if target is not None and target not in targets.TARGETS:
+        raise PlanError(f"{source}: target must be one of {', '.join(targets.TARGETS)}, not {target!r}")
+    return Plan(tuple(_parse_rule(r, f"{source}: rule {i + 1}") for i, r in enumerate(plan["rules"])), target)
 
 
 def _parse_rule(raw: Any, where: str) -> Rule:
@@ -190,8 +207,9 @@ def read(path: str | os.PathLike) -> Plan:
 
 def single(method: str, *, layers: str = "*", rank: Any = None, ratio: float | None = None,
            macs_ratio: float | None = None, energy: float | None = None, vbmf: bool | str | None = None,
-           options: dict[str, Any] | None = None, exclude: list[str] | None = None) -> Plan:
-    """A one-rule plan, as the CLI's --method/--rank/--ratio/--energy/--vbmf options describe it."""
+           options: dict[str, Any] | None = None, exclude: list[str] | None = None,
+           target: str | None = None) -> Plan:
+    """A one-rule plan, as the CLI's --method/--rank/--ratio/--energy/--vbmf/--target options describe it."""
     raw: dict[str, Any] = {"layers": layers, "method": method}
     given = {"rank": rank, "ratio": ratio, "macs_ratio": macs_ratio, "energy": energy, "vbmf": vbmf}
     raw.update({k: v for k, v in given.items() if v is not None and v is not False})
@@ -199,4 +217,4 @@ def single(method: str, *, layers: str = "*", rank: Any = None, ratio: float | N
         raw["options"] = options
     if exclude:
         raw["exclude"] = exclude
-    return parse({"rules": [raw]}, "command line")
+    return parse({"rules": [raw], **({"target": target} if target is not None else {})}, "command line")

@@ -25,7 +25,7 @@ from torch import nn
 from . import methods
 from . import plan as plan_mod
 from .errors import DecompositionError, ModelError, TensorSlimError
-from .methods import LayerContext
+from .methods import LayerContext, targets
 from .methods.tt import balanced_tt_shapes  # noqa: F401 - part of this module's public names
 from .records import COMPRESSION_ATTR, INPUT_SHAPE_ATTR
 
@@ -89,9 +89,11 @@ def applicable_methods(ctx: LayerContext) -> list[str]:
     return methods.applicable(ctx)
 
 
-def choose_rank(ctx: LayerContext, rule: plan_mod.Rule) -> Any:
-    """The rank a rule asks for on this layer (validated against the layer, not yet applied)."""
-    return methods.get(rule.method).rank_for(ctx, rule.rank_kind, rule.rank_value, rule.options)
+def choose_rank(ctx: LayerContext, rule: plan_mod.Rule, target: str | None = "none") -> Any:
+    """The rank a rule asks for on this layer (validated against the layer, not yet applied), rounded to the
+    channel multiple of ``target`` (:mod:`tensorslim.methods.targets`; None: the default target)."""
+    return methods.get(rule.method).rank_for(ctx, rule.rank_kind, rule.rank_value, rule.options,
+                                             multiple=targets.get(target).multiple)
 
 
 def design_cost(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any] | None = None) -> dict[str, int]:
@@ -177,14 +179,21 @@ def compression_table(layers: list[dict[str, Any]], skipped: list[dict[str, str]
 
 
 def compress(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
-             *, log: Callable[[str], None] | None = None) -> nn.Module:
+             *, log: Callable[[str], None] | None = None, target: str | None = None) -> nn.Module:
     """A new model with the plan applied; see :func:`compress_with_report`."""
-    return compress_with_report(model, plan, input_shape, log=log)[0]
+    return compress_with_report(model, plan, input_shape, log=log, target=target)[0]
 
 
 def compress_with_report(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
-                         *, log: Callable[[str], None] | None = None) -> tuple[nn.Module, CompressionReport]:
-    plan = plan_mod.parse(plan)
+                         *, log: Callable[[str], None] | None = None, target: str | None = None
+                         ) -> tuple[nn.Module, CompressionReport]:
+    """A new model with the plan applied, and the report of what was done.
+
+    ``target``: the deployment target whose channel multiple the chosen ranks are rounded to
+    (:mod:`tensorslim.methods.targets`); None: the plan's own ``target``, else the machine's default
+    (``ort-x86`` on x86). The plan recorded in the result names the target used.
+    """
+    plan = plan_mod.parse(plan).with_target(target)
     new = copy.deepcopy(model).eval()
 
     def apply(ctx: LayerContext, rule: plan_mod.Rule, rank: Any, skip_slower: bool) -> dict[str, Any]:
@@ -237,7 +246,7 @@ def _walk_plan(model: nn.Module, plan: plan_mod.Plan, input_shape: tuple[int, ..
             reason = methods.get(rule.method).accepts(ctx)
             if reason:
                 raise DecompositionError(ctx.name, reason)
-            rank = choose_rank(ctx, rule)
+            rank = choose_rank(ctx, rule, plan.target or "none")
             larger = None if rule.force else not_smaller(ctx, rule.method, rank, rule.options)
             if larger:
                 skipped.append({"name": ctx.name, "reason": larger})
@@ -256,8 +265,8 @@ def _walk_plan(model: nn.Module, plan: plan_mod.Plan, input_shape: tuple[int, ..
     return done, skipped
 
 
-def predict(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None
-            ) -> CompressionReport:
+def predict(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int, ...] | None = None,
+            *, target: str | None = None) -> CompressionReport:
     """What :func:`compress_with_report` would do, from analytic costs only (no decomposition is performed).
 
     Each entry has ``name``, ``method``, ``rank`` and ``params_before/after``, ``macs_before/after`` (the
@@ -274,7 +283,7 @@ def predict(model: nn.Module, plan: dict | plan_mod.Plan, input_shape: tuple[int
                 "params_before": ctx.dense_params, "params_after": new["params"],
                 "macs_before": ctx.dense_macs, "macs_after": new["macs"]}
 
-    return CompressionReport(*_walk_plan(model, plan_mod.parse(plan), input_shape, cost))
+    return CompressionReport(*_walk_plan(model, plan_mod.parse(plan).with_target(target), input_shape, cost))
 
 
 def output_errors(original: nn.Module, compressed: nn.Module, x: torch.Tensor, layers: list[str],

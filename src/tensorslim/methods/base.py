@@ -20,6 +20,7 @@ Ranks given as fractions (``ratio``, ``macs_ratio``) are met by a binary search 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import DecompositionError
+from . import targets
 
 FLOAT_BYTES = 4
 
@@ -108,8 +110,41 @@ class Method:
         """The method's rank value for a knob value (identity for scalar ranks)."""
         return knob
 
-    def rank_for(self, ctx: LayerContext, kind: str, value: Any, options: dict[str, Any]) -> Any:
-        """The explicit rank that the spec ``kind: value`` asks for on this layer."""
+    def rank_for(self, ctx: LayerContext, kind: str, value: Any, options: dict[str, Any], *,
+                 multiple: int = 1) -> Any:
+        """The explicit rank that the spec ``kind: value`` asks for on this layer.
+
+        ``multiple`` > 1 (a deployment target's channel multiple, :mod:`.targets`): a rank chosen by the rule
+        (every kind but ``rank``) has its channel entries (:meth:`channel_ranks`) rounded to it, within the
+        method's bounds, never larger than the dense layer and never over a ``ratio`` / ``macs_ratio`` budget.
+        """
+        rank = self._spec_rank(ctx, kind, value, options)
+        if multiple <= 1 or kind == "rank":
+            return rank
+        spec = self.channel_ranks(ctx, rank)
+        if spec is None:
+            return rank
+        entries, rebuild = spec
+        budget = (value * ctx.dense_params if kind == "ratio" else value * ctx.dense_macs if kind == "macs_ratio"
+                  else math.inf)
+        key = "params" if kind == "ratio" else "macs"
+
+        def allowed(candidate: Any) -> bool:
+            try:
+                c = self.cost(ctx, candidate, options)
+            except (DecompositionError, ValueError, RuntimeError):
+                return False  # out of the method's bounds
+            return c["params"] <= ctx.dense_params and c["macs"] <= ctx.dense_macs and c[key] <= budget
+
+        return targets.round_rank(rank, entries, multiple, allowed, rebuild)
+
+    def channel_ranks(self, ctx: LayerContext, rank: Any
+                      ) -> tuple[list[tuple[int | None, int]], Callable[[list[int]], Any]] | None:
+        """The entries of ``rank`` that become channel counts in the exported graph, as ``(value, upper
+        bound)`` pairs, and how to make a rank from new values; None (the default): the rank is not rounded."""
+        return None
+
+    def _spec_rank(self, ctx: LayerContext, kind: str, value: Any, options: dict[str, Any]) -> Any:
         if kind == "rank":
             return list(value) if isinstance(value, list) else value
         if kind in ("ratio", "macs_ratio"):

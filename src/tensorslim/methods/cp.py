@@ -42,6 +42,10 @@ class CP(Method):
     def rank_space(self, ctx: LayerContext, options: dict[str, Any]) -> tuple[int, int]:
         return 1, rank_bound(ctx.module)
 
+    def channel_ranks(self, ctx: LayerContext, rank: Any):
+        """The CP rank: the channels of the depthwise convs."""
+        return [(rank, rank_bound(ctx.module))], lambda values: values[0]
+
     def structure(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
         return CPConv2d(**conv_kwargs(ctx.module), rank=rank, form=options.get("form", "cp3"))
 

@@ -29,6 +29,10 @@ class SVD(Method):
     def spectral_rank(self, ctx: LayerContext, kind: str, value: Any, options: dict[str, Any]) -> int:
         return spectral_rank(ctx.name, ctx.module.weight.detach(), kind, value, options)
 
+    def channel_ranks(self, ctx: LayerContext, rank: Any):
+        """The SVD rank: the inner size of the two MatMuls."""
+        return [(rank, min(ctx.module.in_features, ctx.module.out_features))], lambda values: values[0]
+
     def structure(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
         m = ctx.module
         return SVDLinear(m.in_features, m.out_features, rank, bias=m.bias is not None)

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..layers import Tucker2Conv2d
+from ..layers.tucker import TUCKER1_MAX_IN_CHANNELS
 from .base import LayerContext, Method, conv_kwargs, conv_reason, percent_of, positive_int_list, unique
 from .spectral import spectral_rank
 
@@ -49,6 +50,15 @@ class Tucker2(Method):
         t, s = weight.shape[:2]
         return [spectral_rank(ctx.name, weight.transpose(0, 1).reshape(s, -1), kind, value, options),
                 spectral_rank(ctx.name, weight.reshape(t, -1), kind, value, options)]
+
+    def channel_ranks(self, ctx: LayerContext, rank: Any):
+        """``r_in`` and ``r_out``: the core's input and output channels (``r_in`` None or unused: Tucker-1)."""
+        top_in, top_out = self._bounds(ctx)
+        r_in, r_out = rank
+        s = ctx.channels[0]
+        tucker1 = r_in is None or r_in == s or s <= TUCKER1_MAX_IN_CHANNELS
+        return [(None if tucker1 else r_in, top_in), (r_out, top_out)], lambda values: [
+            r_in if tucker1 else values[0], values[1]]
 
     def structure(self, ctx: LayerContext, rank: Any, options: dict[str, Any]) -> nn.Module:
         return Tucker2Conv2d(**conv_kwargs(ctx.module), ranks=tuple(rank))
