@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _atomic, modeldir
+from .data import batches
+from .data import user as user_data
 from .errors import TensorSlimError
 
 CHECKPOINT = "checkpoint/train_state.pt"
@@ -79,8 +81,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int) -> floa
 
 
 def _batches(dataset, batch_size: int, shuffle: bool, seed: int):
-    from .data import batches
-
     return batches(dataset, batch_size, shuffle=shuffle, seed=seed)
 
 
@@ -93,6 +93,7 @@ def _num_batches(dataset, batch_size: int, limit: int | None) -> int:
 def evaluate(model: nn.Module, dataset, *, batch_size: int = 500, max_batches: int | None = None) -> dict[str, float]:
     """Top-1 accuracy (in %) and mean cross-entropy of ``model`` on ``dataset`` (NaN when some labels have no
     output in the model)."""
+    dataset = user_data.unwrap(dataset)
     was_training = model.training
     model.eval()
     correct, loss_sum, seen = 0, 0.0, 0
@@ -185,6 +186,8 @@ def train(
     info = distributed.current()
     cfg = cfg or TrainConfig()
     log = (log or (lambda _msg: None)) if info.is_main else (lambda _msg: None)
+    train_set = user_data.unwrap(train_set, "train data")
+    val_set = None if val_set is None else user_data.unwrap(val_set, "val data")
     local_set = distributed.shard(train_set, info)
     if info.device != "cpu":
         model.to(info.device)

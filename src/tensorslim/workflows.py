@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _atomic, data, modeldir
+from .data import user as user_data
 from .errors import ModelError, TensorSlimError
 from .resolve import open_model, parse_shape, spec_for
 from .train import TrainConfig, evaluate, train
@@ -79,14 +80,18 @@ def _finished_run(out: str | Path, dataset: str, epochs: int, log) -> dict[str, 
     return {"history": history, "dataset": dataset, "split": "test", "accuracy": float(test)}
 
 
-def evaluate_model(path: str | Path, dataset: str | None = None, *, split: str = "test", data_dir: str | None = None,
-                   record: bool = True, model=None, force: bool = False) -> dict[str, Any]:
+def evaluate_model(path: str | Path, dataset: Any = None, *, split: str = "test", data_dir: str | None = None,
+                   record: bool = True, model=None, force: bool = False, name: str = "user") -> dict[str, Any]:
     """Accuracy of the model directory ``path`` on a dataset split; with ``record``, kept in metrics.json.
 
     Every result is recorded under ``evaluations[dataset][split]``; ``accuracy[split]`` (what the report and
     other readers show) only for the model's own dataset. A dataset whose input shape or number of classes
-    differ from the model's is refused unless ``force``.
+    differ from the model's is refused unless ``force``. ``dataset`` may also be your own
+    ``torch.utils.data.Dataset`` or ``DataLoader`` (:mod:`tensorslim.data.user`), recorded as
+    ``evaluations[name][split]``.
     """
+    if user_data.is_user_data(dataset):
+        return _evaluate_user_data(path, dataset, split=split, record=record, model=model, name=name)
     meta = modeldir.read_meta(path)
     own = meta.get("dataset")
     dataset = dataset or own
@@ -112,6 +117,24 @@ def evaluate_model(path: str | Path, dataset: str | None = None, *, split: str =
         if own is None or dataset == own:
             metrics.setdefault("accuracy", {})[split] = accuracy
             metrics.setdefault("evaluated_on", {})[split] = dataset
+        _atomic.write_text(Path(path) / modeldir.METRICS, json.dumps(metrics, indent=2) + "\n")
+    return result
+
+
+def _evaluate_user_data(path, dataset, *, split: str, record: bool, model, name: str) -> dict[str, Any]:
+    if not isinstance(name, str) or not name or name in data.names():
+        raise TensorSlimError(f"name must be a non-empty string that is not a built-in dataset's, not {name!r}")
+    meta = modeldir.read_meta(path)
+    given = user_data.as_dataset(dataset, f"{name} data")
+    recorded = tuple(meta.get("input_shape") or ())
+    if recorded and given.input_shape != recorded:
+        raise TensorSlimError(f"{path}: the {name} images are {','.join(map(str, given.input_shape))} but the "
+                              f"model takes {','.join(map(str, recorded))}")
+    model = model if model is not None else modeldir.load(path)
+    result = {"dataset": name, "split": split, **evaluate(model, given.dataset)}
+    if record:
+        metrics = modeldir.read_metrics(path)
+        metrics.setdefault("evaluations", {}).setdefault(name, {})[split] = round(result["accuracy"], 4)
         _atomic.write_text(Path(path) / modeldir.METRICS, json.dumps(metrics, indent=2) + "\n")
     return result
 

@@ -67,7 +67,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _atomic, modeldir
+from .. import _atomic, data, modeldir
+from ..data import user as user_data
 from ..errors import TensorSlimError
 
 SCHEDULES = ("one-shot", "iterative", "hybrid-conv-iterative", "hybrid-factors-first")
@@ -97,21 +98,31 @@ class FinetuneResult:
         return dict(self.record)
 
 
-def _load_source(source) -> tuple[nn.Module, dict[str, Any]]:
+def _load_source(source, out) -> tuple[nn.Module, dict[str, Any]]:
     if isinstance(source, nn.Module):
-        if getattr(source, modeldir.SPEC_ATTR, None) is None:
-            raise FinetuneError("finetune needs a model built by tensorslim (modeldir.build / load): it has no spec")
+        if out is not None and getattr(source, modeldir.SPEC_ATTR, None) is None:
+            raise FinetuneError("finetune with out= saves a model directory, which needs a model built by "
+                                "tensorslim (tensorslim.modeldir.build or load) to name its builder; this one has "
+                                "no spec (leave out= unset and save the result yourself)")
         return copy.deepcopy(source), {"path": None, "dataset": getattr(source, "tensorslim_dataset", None)}
     path = Path(source)
     meta = modeldir.read_meta(path)
     return modeldir.load(path), {"path": str(path), "dataset": meta.get("dataset")}
 
 
-def _datasets(name: str, data_dir, options: Mapping[str, Any] | None):
-    from .. import data
+def _datasets(dataset, data_dir, options: Mapping[str, Any] | None):
+    """(name for records or None, settings entry, train, val, test or None, input shape or None).
 
-    opts = dict(options or {})
-    return tuple(data.load(name, split, data_dir, **opts) for split in ("train", "val", "test"))
+    ``dataset`` is a built-in dataset's name or user data (:func:`tensorslim.data.user.splits`: a Dataset, a
+    DataLoader, a ``(train, val[, test])`` tuple or a dict of them)."""
+    if isinstance(dataset, str):
+        opts = dict(options or {})
+        sets = tuple(data.load(dataset, split, data_dir, **opts) for split in ("train", "val", "test"))
+        return dataset, dataset, *sets, tuple(sets[0].input_shape)
+    if options:
+        raise FinetuneError("dataset_options apply to a named dataset, not to your own Dataset or DataLoader")
+    train, val, test, describe = user_data.splits(dataset)
+    return None, describe, train.dataset, val.dataset, None if test is None else test.dataset, train.input_shape
 
 
 def make_config(overrides: Mapping[str, Any], *, distill: bool):
@@ -185,7 +196,7 @@ def plan_phases(schedule: str, n_steps: int, total_steps: int, steps_per_epoch: 
 
 def finetune(
     source,
-    dataset: str | None = None,
+    dataset: Any = None,
     *,
     plan=None,
     budget=None,
@@ -205,6 +216,13 @@ def finetune(
     **cfg_overrides: Any,
 ) -> FinetuneResult:
     """Compress ``source`` by ``plan`` or ``budget`` and fine-tune it with ``schedule``; see the module doc.
+
+    ``source``: a model directory, or an ``nn.Module`` (with ``out``, one built by tensorslim so that the
+    result can name its builder). ``dataset``: a built-in dataset's name (default: the model's own), or your
+    own data: a ``torch.utils.data.Dataset`` or ``DataLoader`` of ``(C×H×W float tensor, int label)``, a
+    ``(train, val[, test])`` tuple or a ``{"train", "val", "test"}`` dict of them
+    (:func:`tensorslim.data.user.splits`: a missing val split is carved off train, a missing test split skips
+    the test accuracy).
 
     ``cfg_overrides`` are :class:`tensorslim.train.TrainConfig` fields (batch_size, optimizer, lr,
     weight_decay, warmup_epochs, label_smoothing, seed, distill_alpha, distill_temperature, max_batches);
@@ -236,16 +254,24 @@ def finetune(
     if info.active and cfg.batch_size % info.world_size:
         raise FinetuneError(f"batch size {cfg.batch_size} must be divisible by the {info.world_size} processes")
 
-    original, src = _load_source(source)
-    dataset = dataset or src["dataset"]
-    if not dataset:
+    original, src = _load_source(source, out)
+    if dataset is None:
+        dataset = src["dataset"]
+    if dataset is None or (isinstance(dataset, str) and not dataset):
         raise FinetuneError("no dataset given and the model records none")
-    train_set, val_set, test_set = _datasets(dataset, data_dir, dataset_options)
-    input_shape = tuple(getattr(original, modeldir.INPUT_SHAPE_ATTR, None) or train_set.input_shape)
+    dataset, data_setting, train_set, val_set, test_set, data_shape = _datasets(dataset, data_dir, dataset_options)
+    input_shape = tuple(getattr(original, modeldir.INPUT_SHAPE_ATTR, None) or data_shape)
+    if dataset is None and data_shape != input_shape:
+        raise FinetuneError(f"the data's images are {','.join(map(str, data_shape))} but the model takes "
+                            f"{','.join(map(str, input_shape))}")
     setattr(original, modeldir.INPUT_SHAPE_ATTR, input_shape)
     out = Path(out) if out is not None else None
+    if test_set is None and evaluate_test:
+        log("note: no test split given: test accuracy is not measured (pass {'train': ..., 'val': ..., "
+            "'test': ...} to measure it)")
+        evaluate_test = False
 
-    settings = {"source": src["path"], "dataset": dataset, "schedule": schedule, "order": order,
+    settings = {"source": src["path"], "dataset": data_setting, "schedule": schedule, "order": order,
                 "epochs": float(epochs), "distill": bool(distill), "factor_fraction": float(factor_fraction),
                 "budget": budget, "plan": None, "config": dataclasses.asdict(cfg),
                 "world_size": info.world_size}
@@ -379,7 +405,7 @@ def finetune(
                    "original": {"path": src["path"], **record["original"]}}
         if evaluate_test:
             metrics["accuracy"] = {"test": round(record["test"]["after"], 4)}
-            metrics["evaluated_on"] = {"test": dataset}
+            metrics["evaluated_on"] = {"test": dataset or "user"}
         extra = {RECORD: (json.dumps(_jsonify(record), indent=1) + "\n").encode()}
         if sens_table is not None:
             extra[SENSITIVITY] = (json.dumps(sens_table, indent=1) + "\n").encode()
