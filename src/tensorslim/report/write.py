@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_dir
+from . import runs
 from .compare import link_originals, normalise_accuracy, unique_names
 from .entry import ReportError
 from .page import render
@@ -45,6 +46,9 @@ def write_report(model_dirs: Sequence[str | os.PathLike], out_dir: str | os.Path
                  measure_latency: bool = False, threads: int = 1) -> dict[str, Any]:
     """Write ``report.json``, the PNG plots and ``index.html`` for ``model_dirs`` into ``out_dir``.
 
+    An ``explore`` or ``search`` output directory among ``model_dirs`` stands for its models: its Pareto
+    front and the original or baselines it is compared with (:mod:`.runs`).
+
     ``out_dir`` is replaced as a whole, atomically; it must be new, empty, or a previous report. With
     ``compute_missing``, params / MACs / per-layer costs absent from ``metrics.json`` are computed from the
     model (tensorslim.modeldir + tensorslim.cost). With ``measure_latency``, each model without a recorded
@@ -60,9 +64,11 @@ def write_report(model_dirs: Sequence[str | os.PathLike], out_dir: str | os.Path
     dirs = [Path(d) for d in model_dirs]
     if not dirs:
         raise ReportError("no model directory given")
+    dirs, run_title, notes = runs.expand(dirs)
+    if run_title and title == "tensorslim report":
+        title = run_title
     out = Path(out_dir)
     _check_out_dir(out, dirs)
-    notes: list[str] = []
     entries = [read_entry(d, notes) for d in dirs]
     if compute_missing:
         for e in entries:
