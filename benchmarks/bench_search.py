@@ -105,7 +105,7 @@ def phase_final(args, work: Path) -> None:
 def phase_workers(args, work: Path) -> dict:
     """Two worker processes of the `tensorslim search` command on one journal study."""
     journal = work / "workers.journal"
-    cmd = [sys.executable, "-m", "tensorslim.search.command", "--data", "digits", "--trials", str(args.worker_trials),
+    cmd = [sys.executable, "-m", "tensorslim.cli.search", "--data", "digits", "--trials", str(args.worker_trials),
            "--storage", f"journal://{journal}", "--study", "bench-workers", "--worker-only", "--epochs", "1",
            "--max-batches", "4", "--val-batches", "1", "--threads", "1", "--no-prune", "--strategy", "random"]
     t0 = time.perf_counter()

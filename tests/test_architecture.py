@@ -16,10 +16,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tensorslim"
 #: lowest first; a stage may import the stages before it
 ORDER = ["errors", "records", "_atomic", "_interrupt", "decompose", "layers", "methods", "cost", "plan", "surgery",
          "models", "trust", "modeldir", "data", "distributed", "train", "resolve", "study", "finetune", "explore",
-         "search", "export", "report", "workflows", "_cli_plan", "cli", "__init__"]
+         "search", "export", "report", "workflows", "cli", "__init__"]
 
 #: upward imports still to be removed (the architecture issue's CLI-package and export/report steps)
-KNOWN = {("finetune", "_cli_plan"), ("explore", "export"), ("explore", "report"), ("search", "report")}
+KNOWN = {("explore", "export"), ("explore", "report"), ("search", "report")}
 
 
 def stage_of(parts: tuple[str, ...]) -> str:

@@ -1,6 +1,6 @@
 """Data-parallel training and fine-tuning with DistributedDataParallel (gloo on CPU, nccl on GPU).
 
-Launch with ``torchrun --nproc-per-node 2 -m tensorslim.finetune.ddp_main PATH --data NAME ... --out DIR`` (or
+Launch with ``torchrun --nproc-per-node 2 -m tensorslim.cli.ddp_main PATH --data NAME ... --out DIR`` (or
 ``torchrun ... -m tensorslim.cli finetune ...``). :func:`tensorslim.train.train` uses these helpers itself, so one
 training loop serves one process and a process group alike.
 

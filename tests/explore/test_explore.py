@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from tensorslim import data, modeldir, surgery
+from tensorslim.cli.explore import explore_cmd
 from tensorslim.cost import profile
 from tensorslim.errors import TensorSlimError
 from tensorslim.explore import ExploreError, StorageError, explore, pareto_indices
-from tensorslim.explore.command import explore_cmd
 from tensorslim.train import evaluate
 
 from .conftest import SYNTH

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tensorslim import modeldir
+from tensorslim.cli.finetune import finetune_cmd
 from tensorslim.errors import TensorSlimError
-from tensorslim.finetune.command import finetune_cmd
 
 
 def _run(args):

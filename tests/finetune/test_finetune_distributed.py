@@ -55,7 +55,7 @@ def test_two_gloo_processes_match_one_process(base_dir, tmp_path):
     for rank in range(2):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
                "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
-        procs.append(subprocess.Popen([sys.executable, "-m", "tensorslim.finetune.ddp_main", *args], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "tensorslim.cli.ddp_main", *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in procs:
         _, err = proc.communicate(timeout=300)

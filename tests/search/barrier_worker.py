@@ -56,7 +56,7 @@ def main() -> None:
         import torch._dynamo  # noqa: F401   that the workers reach it together (digits, cost's FLOP counter)
 
         from tensorslim import cost, data, train  # noqa: F401
-        from tensorslim.search import command
+        from tensorslim.cli import search as command
 
         Path(f"{barrier}.ready.{pid}").write_text("ready")
         _wait(barrier)

@@ -119,7 +119,7 @@ def test_over_budget_architectures_are_pruned_untrained(tmp_path):
 
 
 def test_command_runs_and_reports_errors_in_one_line(tmp_path, capsys):
-    from tensorslim.search.command import main
+    from tensorslim.cli.search import main
 
     main(["--data", "synthetic", "--trials", "1", "--storage", f"journal://{tmp_path / 'c.journal'}",
           "--worker-only", "--epochs", "1", "--max-batches", "1", "--val-batches", "1", "--strategy", "random",

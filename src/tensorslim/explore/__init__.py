@@ -4,7 +4,7 @@
 * :func:`enumerate_space`, :func:`layer_points`, :func:`prune`, :class:`DesignPoint`, :class:`LayerSpace`
   (:mod:`.space`): per-layer design points with analytic costs, and the three pruning stages.
 * :func:`pareto_indices`, :func:`hypervolume`, :func:`parse_budget`, :func:`pick` (:mod:`.pareto`).
-* The click command ``explore`` is :func:`tensorslim.explore.command.explore_cmd`.
+* The click command ``explore`` is :func:`tensorslim.cli.explore.explore_cmd`.
 """
 
 from __future__ import annotations

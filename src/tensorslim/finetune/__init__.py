@@ -4,8 +4,8 @@
   ``iterative``, ``hybrid-conv-iterative`` or ``hybrid-factors-first``; resumable output directory.
 * :func:`sensitivity`, :func:`allocate`, :func:`parse_budget` (:mod:`.sensitivity`): per-layer accuracy drop
   tables and the greedy global allocation that turns a params / MACs / max-drop budget into a plan.
-* :mod:`.distributed`: DistributedDataParallel helpers (``torchrun -m tensorslim.finetune.ddp_main``).
-* :mod:`.command`: the ``tensorslim finetune`` click command.
+* DistributedDataParallel runs: ``torchrun -m tensorslim.cli.ddp_main`` (:mod:`tensorslim.distributed`).
+* The ``tensorslim finetune`` click command is :mod:`tensorslim.cli.finetune`.
 """
 
 from __future__ import annotations

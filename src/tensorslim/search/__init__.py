@@ -8,7 +8,7 @@
 * :mod:`.storage` — storages (RDB URLs, journal files) with heartbeats and retry of dead workers' trials.
 * :mod:`.pareto` — objectives, Pareto fronts, hypervolume, latency measurement.
 
-The click command is :func:`tensorslim.search.command.search_cmd`.
+The click command is :func:`tensorslim.cli.search.search_cmd`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`.
-
-Register it in ``cli.py`` with ``from .explore.command import explore_cmd`` and ``cli.add_command(explore_cmd)``.
-"""
+"""``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`."""
 
 from __future__ import annotations
 
@@ -9,12 +6,14 @@ import click
 
 from .. import methods as method_registry
 from ..errors import TensorSlimError
+from ..explore import explore
+from ._common import int_option, words
 
 
 def _csv(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = words(text)
     if not items:
         raise TensorSlimError(f"expected a comma-separated list, got {text!r}")
     return items
@@ -23,13 +22,8 @@ def _csv(text: str | None) -> list[str] | None:
 def _low_fidelity(text: str) -> str | int:
     if text == "zeroshot":
         return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise TensorSlimError(f"--low-fidelity {text!r}: expected 'zeroshot' or a number of batches") from None
-    if value < 1:
-        raise TensorSlimError(f"--low-fidelity {text!r}: the number of batches must be >= 1")
-    return value
+    return int_option(text, "--low-fidelity", "expected 'zeroshot' or a number of batches", 1,
+                      "the number of batches must be >= 1")
 
 
 @click.command("explore")
@@ -60,8 +54,6 @@ def _low_fidelity(text: str) -> str | int:
 def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_evals, finetune_batches,
                 low_fidelity, val_samples, max_factors, max_error, sampler, budget, storage, seed, out) -> None:
     """Explore methods × ranks × TT shapes of a model directory; save its Pareto set."""
-    from .core import explore
-
     result = explore(path, dataset, out=out, methods=_csv(methods), objectives=_csv(objectives),
                      max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
                      max_factors=max_factors, max_error=max_error, low_fidelity=_low_fidelity(low_fidelity),

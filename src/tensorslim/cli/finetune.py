@@ -1,8 +1,7 @@
 """``tensorslim finetune``: compress a model directory by a plan or a budget and fine-tune it with a schedule.
 
-Registered in ``tensorslim.cli`` with ``from .finetune.command import finetune_cmd`` and
-``cli.add_command(finetune_cmd)``; ``python -m tensorslim.finetune.ddp_main`` runs the same command under
-torchrun.
+``torchrun -m tensorslim.cli finetune ...`` and ``torchrun -m tensorslim.cli.ddp_main ...`` run the same command
+data-parallel.
 """
 
 from __future__ import annotations
@@ -11,8 +10,12 @@ import json
 
 import click
 
-from .._cli_plan import build_plan, plan_options
-from .schedules import ORDERS, SCHEDULES
+from .. import distributed, modeldir
+from ..finetune.schedules import ORDERS, SCHEDULES, finetune
+from ..finetune.sensitivity import parse_budget
+from ..study.budget import BudgetError
+from ..study.budget import parse_budget as read_budget
+from ._common import build_plan, plan_options
 
 
 @click.command("finetune")
@@ -48,13 +51,9 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
                  sensitivity_samples, factor_fraction, batch_size, optimizer, lr, weight_decay, seed, max_batches,
                  out, as_json) -> None:
     """Compress the model directory PATH (by a plan or a budget) and fine-tune it with a schedule into OUT."""
-    from .. import modeldir
-
     plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude,
                       algorithm, form, budget)
     modeldir.read_meta(path)  # one-line error for a bad PATH before anything else
-    from .. import distributed
-
     started = not distributed.current().active
     info = distributed.init_from_env()  # under torchrun (also `torchrun -m tensorslim.cli finetune ...`)
     try:
@@ -67,11 +66,6 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
 
 def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
          sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json) -> None:
-    from ..study.budget import BudgetError
-    from ..study.budget import parse_budget as read_budget
-    from .schedules import finetune
-    from .sensitivity import parse_budget
-
     if budget:
         try:
             notes = read_budget(budget, ("params", "macs", "drop")).notes
@@ -86,8 +80,5 @@ def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, dat
         sensitivity_methods=[m.strip() for m in methods.split(",") if m.strip()],
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
         max_batches=max_batches, log=None if as_json else click.echo)
-    if as_json:
-        from ..distributed import is_main
-
-        if is_main():
-            click.echo(json.dumps(result.record, indent=1))
+    if as_json and distributed.is_main():
+        click.echo(json.dumps(result.record, indent=1))

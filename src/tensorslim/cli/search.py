@@ -1,8 +1,7 @@
 """``tensorslim search``: the click front end of :func:`tensorslim.search.search`.
 
-Registered by ``cli.py`` (``cli.add_command(search_cmd)``). :func:`main` runs it on its own with the same
-error convention as the main CLI (one line ``error: ...`` on stderr, exit status 2), e.g.
-``python -m tensorslim.search.command --data digits --trials 4``.
+:func:`main` runs it on its own with the same error convention as the main CLI (one line ``error: ...`` on
+stderr, exit status 2), e.g. ``python -m tensorslim.cli.search --data digits --trials 4``.
 """
 
 from __future__ import annotations
@@ -10,8 +9,12 @@ from __future__ import annotations
 import json
 
 import click
+import torch
 
+from .._interrupt import run_command
 from ..errors import TensorSlimError
+from ..search.run import Fidelity, Pruner, search
+from ._common import int_option, words
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -23,20 +26,10 @@ def _floats(text: str | None, what: str) -> list[float] | None:
         raise TensorSlimError(f"{what} {text!r}: expected numbers separated by commas") from None
 
 
-def _words(text: str) -> list[str]:
-    return [w.strip() for w in text.split(",") if w.strip()]
-
-
 def _batches(text: str, what: str) -> int | None:
     if text.lower() in ("none", "all", "0"):
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise TensorSlimError(f"{what} {text!r}: expected a positive integer or 'all'") from None
-    if value < 0:
-        raise TensorSlimError(f"{what} {text!r}: expected a positive integer or 'all'")
-    return value
+    return int_option(text, what, "expected a positive integer or 'all'", 0)
 
 
 @click.command("search")
@@ -85,11 +78,7 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
                baselines: str, worker_only: bool, no_prune: bool, no_report: bool, seed: int, heartbeat: int,
                grace: int | None, threads: int | None, as_json: bool) -> None:
     """Multi-objective architecture search with TCL heads; several workers may share one --storage/--study."""
-    from .run import Fidelity, Pruner, search
-
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     if not worker_only and out is None:
         raise TensorSlimError("give --out DIR (or --worker-only with --storage for an extra worker)")
@@ -100,9 +89,9 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
     final = Fidelity(epochs=final_epochs, max_batches=_batches(final_max_batches, "--final-max-batches"),
                      val_batches=None, batch_size=batch_size)
     result = search(dataset, space=space_file, rank_mode=rank_mode, fixed_ranks=_floats(fixed_ranks, "--fixed-ranks"),
-                    objectives=_words(objectives), n_trials=n_trials, storage=storage, study=study, strategy=strategy,
+                    objectives=words(objectives), n_trials=n_trials, storage=storage, study=study, strategy=strategy,
                     strategy_options=options, out=out, data_dir=data_dir, image_size=image_size,
-                    low_fidelity=low, final=final, final_top=final_top, baselines=_words(baselines),
+                    low_fidelity=low, final=final, final_top=final_top, baselines=words(baselines),
                     pruner=None if no_prune else Pruner(), retrain=not worker_only, report=not no_report, seed=seed,
                     heartbeat_interval=heartbeat, grace_period=grace, log=log)
     if as_json:
@@ -120,9 +109,7 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
 
 def main(argv: list[str] | None = None) -> None:
     """Run :func:`search_cmd` standalone with the CLI's conventions (errors and Ctrl-C as ``tensorslim``)."""
-    from .._interrupt import run_command
-
-    run_command(search_cmd, argv, "python -m tensorslim.search.command")
+    run_command(search_cmd, argv, "python -m tensorslim.cli.search")
 
 
 if __name__ == "__main__":  # pragma: no cover
