@@ -128,7 +128,8 @@ def export_onnx(
     opset: int | None = None,
     batch: str | int = "dynamic",
     verify: bool = True,
-    inputs: torch.Tensor | np.ndarray | Sequence[torch.Tensor] | None = None,
+    inputs: Any = None,
+    samples: int | None = None,
     rtol: float = 1e-4,
     exporter: Exporter = "auto",
     seed: int = 0,
@@ -143,8 +144,10 @@ def export_onnx(
         opset: ONNX opset; None lets the exporter choose (20 in torch 2.13).
         batch: ``"dynamic"`` (a symbolic batch axis; verified at batch 1 and 3) or a fixed batch size.
         verify: compare ONNX Runtime with PyTorch; raises :class:`VerificationError` above ``rtol``.
-        inputs: real samples, shape ``(N, *input_shape)`` (a tensor, an array or a list of tensors); they are
-            checked too, besides the random inputs.
+        inputs: real samples, checked too, besides the random inputs: a tensor or array ``(N, *input_shape)``,
+            a list of samples, a ``torch.utils.data.Dataset`` or ``DataLoader`` (items ``x`` or ``(x, y)``) or any
+            iterable of batches (:func:`.verify.input_batches`).
+        samples: at most this many real inputs (None: all of a tensor, array or list, 512 of anything else).
         rtol: tolerance on ``max |ort - torch| / max |torch|`` for every output.
         exporter: ``"auto"`` (TorchScript, falling back to dynamo; see :mod:`tensorslim.export.exporters`),
             ``"torchscript"`` or ``"dynamo"``.
@@ -162,11 +165,11 @@ def export_onnx(
     opset = check_opset(opset, exporter)
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
         raise ExportError(f"rtol must be a positive number, got {rtol!r}")
-    real = as_inputs(inputs, None if input_shape is None else check_input_shape(input_shape))
+    if input_shape is None and inputs is None:  # models built or loaded by tensorslim know their input shape
+        input_shape = getattr(model, "tensorslim_input_shape", None)
+    real = as_inputs(inputs, None if input_shape is None else check_input_shape(input_shape), samples)
     if input_shape is None and real is not None:
         input_shape = tuple(real.shape[1:])
-    if input_shape is None:  # models built or loaded by tensorslim know their input shape
-        input_shape = getattr(model, "tensorslim_input_shape", None)
     shape = check_input_shape(input_shape)
     path = Path(path)
     if path.is_dir():
@@ -226,16 +229,20 @@ def dataset_inputs(name: str, samples: int = 64, *, split: str = "test",
 def export_target(target: str | os.PathLike, out: str | os.PathLike, *,
                   input_shape: Sequence[int] | None = None, weights: str | None = None,
                   dataset: str | None = "auto", samples: int = 64,
-                  data_dir: str | os.PathLike | None = None, **options: Any) -> ExportResult:
+                  data_dir: str | os.PathLike | None = None, inputs: Any = None,
+                  **options: Any) -> ExportResult:
     """Export a model directory or built-in model name (``tensorslim.resolve.open_model``) to ``out``.
 
-    Besides random inputs, the export is verified on ``samples`` real images of ``dataset`` (``"auto"``: the
-    dataset named in ``model.json``, skipped with a note in ``notes`` when it is not installed here; a name:
-    that dataset, a missing one raising ``DataError``; ``None``: random inputs only). ``options`` go to
-    :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``).
+    Besides random inputs, the export is verified on ``samples`` real images: of ``inputs`` when given (any
+    source of :func:`.verify.input_batches`: a tensor, array, Dataset, DataLoader or iterable of batches), else
+    of ``dataset`` (``"auto"``: the dataset named in ``model.json``, skipped with a note in ``notes`` when it is
+    not installed here; a name: that dataset, a missing one raising ``DataError``; ``None``: random inputs
+    only). ``options`` go to :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``).
     """
     model, shape = open_model(str(target), input_shape=tuple(input_shape) if input_shape else None,
                               weights=weights)
+    if inputs is not None:
+        return export_onnx(model, out, shape, inputs=inputs, samples=samples, **options)
     notes: list[str] = []
     auto = dataset == "auto"
     if auto:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset, IterableDataset
 
 from ._common import ExportError, one_line
 from .session import ort_session
@@ -46,31 +47,120 @@ class Check:
         return dataclasses.asdict(self)
 
 
-def as_inputs(inputs: Any, shape: tuple[int, ...] | None) -> torch.Tensor | None:
-    """Real inputs as a float32 CPU tensor of shape (N, *shape)."""
+#: How many real samples a Dataset, DataLoader or other iterable gives by default (a tensor: all of it).
+DEFAULT_SAMPLES = 512
+
+
+def input_batches(source: Any, shape: tuple[int, ...] | None, *, samples: int | None = DEFAULT_SAMPLES,
+                  batch_size: int = 64, seed: int | None = None, what: str = "inputs") -> list[torch.Tensor]:
+    """Real inputs from any source, as float32 CPU batches ``(n, *shape)``: at most ``samples`` in all.
+
+    ``source`` is one of:
+
+    * a tensor or array ``(N, *shape)``, or one sample ``shape``;
+    * a map-style ``torch.utils.data.Dataset`` whose items are ``x`` or ``(x, y, ...)`` samples: the first
+      ``samples`` items, or with ``seed`` a random subset of them drawn with that seed;
+    * any other iterable (a ``DataLoader``, a generator, a list) of batches ``(n, *shape)`` or samples
+      ``shape``, each as ``x`` or ``(x, y, ...)``; it is read only as far as ``samples`` requires.
+
+    ``shape`` None: the first item's (a list or tuple of bare tensors is then a list of samples, anything
+    else a sequence of batches). ``samples`` None: no limit. ``batch_size`` groups samples into batches.
+    Raises ExportError, one line starting with ``what``, for anything else, a sample of another shape,
+    non-numeric or non-finite values, or no sample at all.
+    """
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise ExportError(f"{what}: the number of samples must be a positive integer, got {samples!r}")
+    limit = math.inf if samples is None else samples
+    if isinstance(source, (torch.Tensor, np.ndarray)):
+        items: Any = [_as_float(source, what)]
+        if shape is None:
+            shape = tuple(items[0].shape[1:])
+    elif isinstance(source, Dataset) and not isinstance(source, IterableDataset) and hasattr(source, "__len__"):
+        n = len(source)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if seed is not None
+                 else torch.arange(n))[: int(min(n, limit))]
+        items = _grouped((_x_of(source[int(i)], what) for i in order), batch_size)
+        if shape is None and len(order):
+            shape = tuple(_x_of(source[int(order[0])], what).shape)
+    elif isinstance(source, (str, bytes, dict)) or not hasattr(source, "__iter__"):
+        raise ExportError(f"{what} must be a tensor or array (N, C, H, W), a Dataset, a DataLoader or an "
+                          f"iterable of batches, got {type(source).__name__}")
+    else:
+        if shape is None and isinstance(source, (list, tuple)) and source and all(
+                isinstance(t, (torch.Tensor, np.ndarray)) for t in source):
+            shape = tuple(np.shape(source[0]))  # a list of bare tensors: a list of samples
+        items = (_x_of(item, what) for item in source)
+    out: list[torch.Tensor] = []
+    taken = 0
+    for x in items:
+        if shape is None:
+            shape = tuple(x.shape[1:])
+        if tuple(x.shape) == shape:
+            x = x.unsqueeze(0)
+        if x.ndim < 2 or tuple(x.shape[1:]) != shape:
+            raise ExportError(f"{what} have sample shape {tuple(x.shape[1:]) if x.ndim > 1 else tuple(x.shape)}, "
+                              f"the input shape is {shape}")
+        x = x[: int(min(x.shape[0], limit - taken))]
+        if not torch.isfinite(x).all():
+            raise ExportError(f"{what} contain NaN or inf")
+        if x.shape[0]:
+            out.append(x)
+            taken += int(x.shape[0])
+        if taken >= limit:
+            break
+    if not out:
+        raise ExportError(f"{what} must hold at least one sample, got none")
+    return out
+
+
+def _as_float(x: Any, what: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise ExportError(f"{what}: expected numbers, got an array of {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise ExportError(f"{what}: expected tensors or arrays of shape (N, C, H, W), got {type(x).__name__}")
+    if x.is_complex():
+        raise ExportError(f"{what}: expected real numbers, got a {x.dtype} tensor")
+    return x.detach().to("cpu", torch.float32)
+
+
+def _x_of(item: Any, what: str) -> torch.Tensor:
+    """The input of an item: ``x`` itself, or the first element of ``(x, y, ...)``."""
+    if isinstance(item, (tuple, list)) and item:
+        item = item[0]
+    return _as_float(item, what)
+
+
+def _grouped(xs: Any, batch_size: int) -> Any:
+    """Samples stacked into batches of ``batch_size`` (the last one smaller); one sample of another shape than the
+    first ones ends its batch, so that the caller reports it."""
+    group: list[torch.Tensor] = []
+    for x in xs:
+        if group and x.shape != group[0].shape:
+            yield torch.stack(group)
+            group = []
+            yield x.unsqueeze(0) if x.ndim else x
+            continue
+        group.append(x)
+        if len(group) == batch_size:
+            yield torch.stack(group)
+            group = []
+    if group:
+        yield torch.stack(group)
+
+
+def as_inputs(inputs: Any, shape: tuple[int, ...] | None, samples: int | None = None) -> torch.Tensor | None:
+    """Real inputs (any source of :func:`input_batches`) as one float32 CPU tensor ``(N, *shape)``; None for None.
+
+    ``samples``: at most that many (None: all of a tensor, array or list; :data:`DEFAULT_SAMPLES` of a Dataset or
+    other iterable).
+    """
     if inputs is None:
         return None
-    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, torch.Tensor) for t in inputs):
-        try:
-            inputs = torch.stack(list(inputs))
-        except RuntimeError as err:
-            raise ExportError(f"inputs: cannot stack the given tensors ({one_line(err)})") from None
-    if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(np.ascontiguousarray(inputs))
-    if not isinstance(inputs, torch.Tensor):
-        raise ExportError("inputs must be a tensor or array of shape (N, C, H, W), "
-                          f"got {type(inputs).__name__}")
-    x = inputs.detach().to("cpu", torch.float32)
-    if shape is not None and tuple(x.shape) == shape:
-        x = x.unsqueeze(0)
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise ExportError("inputs must hold at least one sample with a batch axis, "
-                          f"got shape {tuple(x.shape)}")
-    if shape is not None and tuple(x.shape[1:]) != shape:
-        raise ExportError(f"inputs have sample shape {tuple(x.shape[1:])}, the input shape is {shape}")
-    if not torch.isfinite(x).all():
-        raise ExportError("inputs contain NaN or inf")
-    return x
+    if samples is None and not isinstance(inputs, (torch.Tensor, np.ndarray, list, tuple)):
+        samples = DEFAULT_SAMPLES
+    return torch.cat(input_batches(inputs, shape, samples=samples, batch_size=_INPUT_CHUNK))
 
 
 def flatten_outputs(out: Any, where: str) -> list[torch.Tensor]:
