@@ -1,7 +1,9 @@
-"""The pad_channels pass: exact, pure, only where safe; ORT sessions apply it with ORT's own NCHWc block."""
+"""The pad_channels pass: exact, pure, only where safe; export applies it to the file for x86 ORT targets, and
+sessions load the file as it is."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -51,7 +53,7 @@ def test_padding_is_exact(tmp_path, layer, chains, shapes):
     with torch.no_grad():
         layer.pointwise_out.bias.normal_()
     c = layer.in_channels
-    export_onnx(layer, tmp_path / "m.onnx", (c, 9, 9))
+    export_onnx(layer, tmp_path / "m.onnx", (c, 9, 9), target="none")  # the unpadded graph
     proto = onnx.load(str(tmp_path / "m.onnx"))
     x = np.random.default_rng(0).standard_normal((2, c, 9, 9), dtype=np.float32)
     before = run(proto, x)
@@ -121,9 +123,9 @@ def test_nchwc_block_is_onnx_runtimes_own():
     assert nchwc_block() == ort_own_nchwc_block()
 
 
-def test_session_runs_the_padded_graph_and_agrees_with_the_file(tmp_path, monkeypatch):
+def test_session_loads_the_file_as_it_is_and_pads_only_when_asked(tmp_path, monkeypatch):
     layer = Tucker2Conv2d(16, 16, 3, (7, 9), padding=1)
-    export_onnx(layer, tmp_path / "t.onnx", (16, 8, 8))
+    export_onnx(layer, tmp_path / "t.onnx", (16, 8, 8), target="none")  # an unpadded file
     on_disk = (tmp_path / "t.onnx").read_bytes()
     x = np.random.default_rng(1).standard_normal((3, 16, 8, 8), dtype=np.float32)
     reference = run(onnx.load(str(tmp_path / "t.onnx")), x)  # the unpadded graph, in a plain session
@@ -137,12 +139,55 @@ def test_session_runs_the_padded_graph_and_agrees_with_the_file(tmp_path, monkey
 
     monkeypatch.setitem(passes.PASSES, "pad_channels", spy)
     monkeypatch.setattr(session, "nchwc_block", lambda: 16)  # pad on any CPU, not only on AVX-512 ones
-    padded = ort_session(tmp_path / "t.onnx", threads=1).run(None, {"input": x})[0]
-    # ranks 7 and 9 padded to 16, counted by hand: 1×1 16→7, core 7→9 (3×3), 1×1 9→16
+    plain = ort_session(tmp_path / "t.onnx", threads=1).run(None, {"input": x})[0]
+    assert ran == []  # the default session runs the file as written: no pass in memory
+    np.testing.assert_allclose(plain, reference, rtol=1e-5, atol=1e-5)
+    padded = ort_session(tmp_path / "t.onnx", threads=1, pad_channels=True).run(None, {"input": x})[0]
+    # opt-in: ranks 7 and 9 padded to 16, counted by hand: 1×1 16→7, core 7→9 (3×3), 1×1 9→16
     assert ran == [(16, [(16, 16, 1, 1), (16, 16, 3, 3), (16, 16, 1, 1)])]
     np.testing.assert_allclose(padded, reference, rtol=1e-5, atol=1e-5)
-    unpadded = ort_session(tmp_path / "t.onnx", threads=1, pad_channels=False).run(None, {"input": x})[0]
-    assert len(ran) == 1  # pad_channels=False runs no pass
-    np.testing.assert_allclose(unpadded, reference, rtol=1e-5, atol=1e-5)
     assert (tmp_path / "t.onnx").read_bytes() == on_disk  # the file itself is untouched
     assert conv_weights(onnx.load(str(tmp_path / "t.onnx")))[0] == (7, 16, 1, 1)
+
+
+@pytest.mark.parametrize("layer", [CPConv2d(24, 20, 3, 7, padding=1), CPConv2d(24, 20, 3, 7, form="cp4", padding=1),
+                                   Tucker2Conv2d(24, 20, 3, (5, 9), padding=1, stride=2)])
+def test_export_pads_the_file_itself_and_changes_no_output(tmp_path, layer):
+    """export_onnx for ort-x86 writes the padded graph (block 16, recorded in the file's metadata); its outputs
+    equal those of the unpadded file (target none) and of PyTorch, both in plain ORT sessions."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        layer.pointwise_out.bias.normal_()
+    layer.eval()
+    res = export_onnx(layer, tmp_path / "padded.onnx", (24, 9, 9), target="ort-x86")
+    export_onnx(layer, tmp_path / "plain.onnx", (24, 9, 9), target="none")
+    padded, plain = onnx.load(str(tmp_path / "padded.onnx")), onnx.load(str(tmp_path / "plain.onnx"))
+    assert all(w[0] % 16 == 0 for w in conv_weights(padded)[:-1])  # every inner channel count padded to 16
+    assert conv_weights(plain)[0][0] in (5, 7)  # the unpadded file keeps the rank
+    meta = {p.key: p.value for p in padded.metadata_props}
+    assert meta["tensorslim.target"] == "ort-x86"
+    assert json.loads(meta["tensorslim.passes"]) == [{"name": "pad_channels", "block": 16,
+                                                      "chains": 2 if isinstance(layer, Tucker2Conv2d) else 1}]
+    assert json.loads({p.key: p.value for p in plain.metadata_props}["tensorslim.passes"]) == []
+    assert "pad_channels" in " ".join(res.notes) and res.max_rel_err <= 1e-4  # verified on the padded file
+    stored = [sum(int(np.prod(t.dims)) for t in p.graph.initializer) for p in (padded, plain)]
+    assert res.padded_params == stored[0] - stored[1] > 0 and not res.reconstructs_weights
+    if isinstance(layer, CPConv2d):  # by hand: 9 zero channels of S=24 inputs, a 3×3 (or 3+3) filter, T=20 outputs
+        assert res.padded_params == 9 * (24 + (9 if layer.form == "cp3" else 6) + 20)
+    x = np.random.default_rng(2).standard_normal((4, 24, 9, 9), dtype=np.float32)
+    np.testing.assert_allclose(run(padded, x), run(plain, x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        ref = layer(torch.from_numpy(x)).numpy()
+    assert np.abs(run(padded, x) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_export_takes_the_target_the_model_was_compressed_for(tmp_path):
+    import tensorslim
+
+    model = nn.Sequential(nn.Conv2d(24, 24, 3, padding=1))
+    small = tensorslim.compress(model, {"rules": [{"layers": "0", "method": "cp", "rank": 7}]}, (24, 8, 8),
+                                target="none")
+    export_onnx(small, tmp_path / "m.onnx", (24, 8, 8))
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert {p.key: p.value for p in proto.metadata_props}["tensorslim.target"] == "none"
+    assert conv_weights(proto)[0][0] == 7  # not padded: the target has no padding pass

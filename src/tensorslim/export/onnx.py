@@ -34,6 +34,7 @@ from .diagnose import probe
 from .exporters import TRACE_BATCH, Exporter, check_opset, combined, export_and_check, exporter_order
 from .graph import inspect_onnx
 from .hardware import nchwc_block  # noqa: F401 - re-exported: scripts in benchmarks/ import it from here
+from .realise import check_realise, finish_file
 from .session import ort_session  # noqa: F401 - re-exported: scripts in benchmarks/ import it from here
 from .verify import Check, as_inputs
 from .verify import verify as verify_onnx
@@ -56,6 +57,7 @@ class ExportResult:
     checks: list[Check]
     rtol: float
     notes: list[str] = dataclasses.field(default_factory=list)
+    padded_params: int = 0  # zero weights the pad_channels pass added to onnx_params
 
     @property
     def verified(self) -> bool:
@@ -75,7 +77,7 @@ class ExportResult:
 
         Either means a factorized layer's dense weight is rebuilt (at run time, or folded by the exporter).
         """
-        return bool(self.weight_only_nodes) or self.onnx_params > self.torch_params
+        return bool(self.weight_only_nodes) or self.onnx_params - self.padded_params > self.torch_params
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class ExportResult:
             "max_rel_err": self.max_rel_err,
             "rtol": self.rtol,
             "notes": list(self.notes),
+            "padded_params": self.padded_params,
         }
 
     def summary(self) -> str:
@@ -133,6 +136,9 @@ def export_onnx(
     rtol: float = 1e-4,
     exporter: Exporter = "auto",
     seed: int = 0,
+    target: str | None = None,
+    passes: Sequence[str] | None = None,
+    realise: str = "as_exported",
 ) -> ExportResult:
     """Export ``model`` to the ONNX file ``path`` and check it with ONNX Runtime.
 
@@ -152,6 +158,11 @@ def export_onnx(
         exporter: ``"auto"`` (TorchScript, falling back to dynamo; see :mod:`tensorslim.export.exporters`),
             ``"torchscript"`` or ``"dynamo"``.
         seed: seed of the random verification inputs.
+        target, passes, realise: the deployment target (None: the one the model was compressed for, else the
+            machine's default), the graph passes applied to the file (None: ``pad_channels`` on x86 ONNX Runtime
+            targets) and the CP layers' realisation (``as_exported``, ``cp3``, ``fused_in``, ``fused_out`` or
+            ``fastest``, timed on this CPU); recorded in the file's metadata, see :mod:`.realise`. The file is
+            verified as rewritten.
 
     Raises:
         ExportError: bad arguments, a forward pass that fails (naming the module), an operator the exporter
@@ -162,6 +173,7 @@ def export_onnx(
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ExportError(f"exporter must be 'auto', 'torchscript' or 'dynamo', got {exporter!r}")
     batch = _check_batch(batch)
+    check_realise(realise)
     opset = check_opset(opset, exporter)
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
         raise ExportError(f"rtol must be a positive number, got {rtol!r}")
@@ -190,6 +202,8 @@ def export_onnx(
                 try:
                     notes_one = export_and_check(model, example, tmp, name, opset=opset, batch=batch,
                                                  n_outputs=n_outputs)
+                    added, padded = finish_file(tmp, model=model, target=target, passes=passes, realise=realise)
+                    notes_one += added
                     checks = (verify_onnx(model, tmp, shape, batch, real, float(rtol), seed, path.name)
                               if verify else [])
                 except ExportError as err:
@@ -210,7 +224,7 @@ def export_onnx(
     return ExportResult(path=path, exporter=used, opset=info.opset, batch=batch, input_shape=shape,
                         file_bytes=file_bytes, ops=info.ops, torch_params=int(torch_params),
                         onnx_params=info.initializer_params, weight_only_nodes=info.weight_only_nodes,
-                        checks=checks, rtol=float(rtol), notes=notes)
+                        checks=checks, rtol=float(rtol), notes=notes, padded_params=padded)
 
 
 def dataset_inputs(name: str, samples: int = 64, *, split: str = "test",

@@ -37,7 +37,8 @@ layout, which is faster although it computes on more channels (``benchmarks/benc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,12 @@ def conv_chains(model: onnx.ModelProto, block: int) -> list[ConvChain]:
     """
     if block <= 1:
         return []
+    return [dataclasses.replace(c, padded=c.channels - c.channels % -block) for c in all_chains(model)
+            if c.channels % block]
+
+
+def all_chains(model: onnx.ModelProto) -> list[ConvChain]:
+    """Every conv chain of ``model``'s main graph (``padded`` = ``channels``), aligned or not."""
     g = model.graph
     shapes = {t.name: tuple(t.dims) for t in g.initializer}
     inits = set(shapes)
@@ -102,9 +109,6 @@ def conv_chains(model: onnx.ModelProto, block: int) -> list[ConvChain]:
         if w0 is None or _attr(node, "group", 1) != 1:
             continue
         channels = int(w0[0])
-        extra = -channels % block
-        if extra == 0:
-            continue
         depthwise: list[int] = []
         last = only_consumer(node.output[0])
         while last is not None:
@@ -124,7 +128,7 @@ def conv_chains(model: onnx.ModelProto, block: int) -> list[ConvChain]:
             continue  # a bias computed in the graph: its padded channels could not be made zero
         if any(len(g.node[d].input) > 2 and g.node[d].input[2] for d in depthwise):
             continue  # a bias inside the chain would make the padded channels non-zero
-        chains.append(ConvChain(first, tuple(depthwise), last, channels, channels + extra))
+        chains.append(ConvChain(first, tuple(depthwise), last, channels, channels))
     return chains
 
 
@@ -169,23 +173,189 @@ def pad_channels(model: onnx.ModelProto, *, block: int | None = None) -> onnx.Mo
                 if a.name == "group":
                     a.i = chain.padded
         pad_input(g.node[chain.last], 1, 1, extra)
+    _tidy(g)
+    return out
+
+
+def _tidy(g: Any) -> None:
+    """Drop initializers no node uses any more, and the recorded shapes of node outputs (stale after a rewrite;
+    ONNX Runtime infers them again)."""
     graph_outputs = {o.name for o in g.output}
     used = {name for n in g.node for name in n.input} | graph_outputs | {i.name for i in g.input}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    # shapes recorded for the padded tensors are stale: drop them, ORT infers them again
     stale = {n.output[0] for n in g.node}
     keep_vi = [v for v in g.value_info if v.name not in stale]
     del g.value_info[:]
     g.value_info.extend(keep_vi)
+
+
+# --- realise_cp: exact alternative realisations of CP chains ---------------------------------------------------
+
+#: How a CP chain (1×1 → depthwise → 1×1) can be realised; every form computes the same function exactly.
+REALISATIONS = ("as_exported", "cp3", "fused_in", "fused_out")
+
+
+@dataclasses.dataclass(frozen=True)
+class CPChain:
+    """A CP chain of the graph: its key (the first conv's node name, else its output), the node indices, the
+    sizes ``S → R → T``, the spatial kernel and the output size (None where the graph does not record it)."""
+
+    key: str
+    first: int
+    depthwise: tuple[int, ...]
+    last: int
+    in_channels: int
+    rank: int
+    out_channels: int
+    kernel: tuple[int, int]
+
+
+def _ints(node: Any, name: str, default: list[int]) -> list[int]:
+    v = _attr(node, name, None)
+    return list(default) if v is None else ([v] if isinstance(v, int) else list(v))
+
+
+def _is_pointwise(node: Any, shape: tuple[int, ...]) -> bool:
+    """A plain 1×1 conv: stride 1, no padding, no dilation, no auto_pad."""
+    return (tuple(shape[2:]) == (1, 1) and set(_ints(node, "strides", [1, 1])) == {1}
+            and set(_ints(node, "pads", [0] * 4)) == {0} and set(_ints(node, "dilations", [1, 1])) == {1}
+            and not any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in node.attribute))
+
+
+def cp_chains(model: onnx.ModelProto) -> list[CPChain]:
+    """The chains of ``model`` that are CP layers: a bias-free plain 1×1 conv ``S → R``, one depthwise ``kh×kw``
+    conv or a depthwise ``kh×1`` then ``1×kw`` pair (CP-4), then a plain 1×1 conv ``R → T``."""
+    g = model.graph
+    shapes = {t.name: tuple(t.dims) for t in g.initializer}
+    out = []
+    for c in all_chains(model):
+        first, last = g.node[c.first], g.node[c.last]
+        w0, w1 = shapes[first.input[1]], shapes[last.input[1]]
+        dws = [g.node[d] for d in c.depthwise]
+        if not dws or len(first.input) > 2 and first.input[2] or not _is_pointwise(first, w0) \
+                or not _is_pointwise(last, w1):
+            continue
+        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for d in dws for a in d.attribute):
+            continue
+        kernels = [shapes[d.input[1]][2:] for d in dws]
+        if len(dws) == 1:
+            kernel = tuple(kernels[0])
+        elif len(dws) == 2 and kernels[0][1] == 1 and kernels[1][0] == 1:
+            kernel = (kernels[0][0], kernels[1][1])
+        else:
+            continue
+        out.append(CPChain(first.name or first.output[0], c.first, c.depthwise, c.last, int(w0[1]), c.channels,
+                           int(w1[0]), (int(kernel[0]), int(kernel[1]))))
     return out
+
+
+def realise_cp(model: onnx.ModelProto, *, forms: str | Mapping[str, str] = "as_exported") -> onnx.ModelProto:
+    """A copy of ``model`` with its CP chains (:func:`cp_chains`) rewritten to another exact realisation.
+
+    ``forms``: one form for every chain, or ``{chain key: form}`` (chains not named stay as exported):
+
+    * ``as_exported``: unchanged.
+    * ``cp3``: a CP-4 pair of depthwise convs ``kh×1`` then ``1×kw`` becomes one depthwise ``kh×kw`` conv whose
+      filter ``r`` is the outer product ``H[r] ⊗ V[r]``, with the pair's strides, pads and dilations combined
+      (each of the pair acts on one axis only, so the composition is that one conv, zero padding included).
+    * ``fused_in``: the first 1×1 conv ``A`` (``R×S``) is folded into the (merged) depthwise conv ``K``: one dense
+      ``kh×kw`` conv ``S → R`` with ``W[r, s] = A[r, s] · K[r]`` (exact: the 1×1 is bias-free, so zero padding
+      commutes with it), then the last 1×1. More MACs than CP-3 (``S·R·kh·kw`` for ``S·R + R·kh·kw``), but dense
+      kernels.
+    * ``fused_out``: the depthwise conv is folded into the last 1×1 ``B`` (``T×R``): the first 1×1, then one dense
+      ``kh×kw`` conv ``R → T`` with ``W[t, r] = B[t, r] · K[r]`` and the last conv's bias.
+
+    ``model`` itself is not modified; initializers no longer used are dropped.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    chains = cp_chains(out)
+    wanted = {c.key: (forms if isinstance(forms, str) else forms.get(c.key, "as_exported")) for c in chains}
+    bad = sorted({f for f in wanted.values() if f not in REALISATIONS}
+                 | ({forms} - set(REALISATIONS) if isinstance(forms, str) else set()))
+    if bad:
+        raise ExportError(f"unknown CP realisation {bad[0]!r} (known: {', '.join(REALISATIONS)})")
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
+    array = lambda name: numpy_helper.to_array(inits[name])  # noqa: E731
+
+    def add(base: str, value: np.ndarray) -> str:
+        name, k = f"{base}_realised", 0
+        while name in inits:
+            k += 1
+            name = f"{base}_realised{k}"
+        t = numpy_helper.from_array(value.astype(np.float32, copy=False), name)
+        g.initializer.append(t)
+        inits[name] = t
+        return name
+
+    def conv(inputs: list[str], output: str, like: Any, kernel: tuple[int, int], group: int) -> Any:
+        attrs = {"kernel_shape": list(kernel), "group": group, "strides": _ints(like, "strides", [1, 1]),
+                 "pads": _ints(like, "pads", [0] * 4), "dilations": _ints(like, "dilations", [1, 1])}
+        return onnx.helper.make_node("Conv", inputs, [output], name=f"{like.name or output}_realised", **attrs)
+
+    replace: dict[int, Any] = {}  # node index -> the node that takes its place
+    remove: set[int] = set()
+    for c in chains:
+        form = wanted[c.key]
+        if form == "as_exported" or (form == "cp3" and len(c.depthwise) == 1):
+            continue
+        first, last = g.node[c.first], g.node[c.last]
+        dws = [g.node[d] for d in c.depthwise]
+        if len(dws) == 2:  # merge the CP-4 pair into one depthwise kh×kw conv
+            h, w = dws
+            k = array(h.input[1]) * array(w.input[1])  # (R,1,kh,1) * (R,1,1,kw) -> (R,1,kh,kw)
+            ph, pw = _ints(h, "pads", [0] * 4), _ints(w, "pads", [0] * 4)
+            merged = onnx.helper.make_node(
+                "Conv", [h.input[0], add(h.input[1], k)], [w.output[0]], name=f"{h.name or w.output[0]}_merged",
+                kernel_shape=list(c.kernel), group=c.rank,
+                strides=[_ints(h, "strides", [1, 1])[0], _ints(w, "strides", [1, 1])[1]],
+                pads=[ph[0], pw[1], ph[2], pw[3]],
+                dilations=[_ints(h, "dilations", [1, 1])[0], _ints(w, "dilations", [1, 1])[1]])
+        else:
+            merged = dws[0]
+            k = array(merged.input[1])
+        if form == "cp3":
+            replace[c.depthwise[0]] = merged
+            remove.update(c.depthwise[1:])
+        elif form == "fused_in":
+            a = array(first.input[1])  # (R,S,1,1)
+            fused = conv([first.input[0], add(first.input[1], a * k)], merged.output[0], merged, c.kernel, 1)
+            replace[c.depthwise[-1]] = fused
+            remove.update({c.first, *c.depthwise[:-1]})
+        else:  # fused_out
+            b = array(last.input[1])  # (T,R,1,1)
+            inputs = [merged.input[0], add(last.input[1], b * k.reshape(1, c.rank, *c.kernel))]
+            if len(last.input) > 2 and last.input[2]:
+                inputs.append(last.input[2])
+            replace[c.last] = conv(inputs, last.output[0], merged, c.kernel, 1)
+            remove.update(c.depthwise)
+    if replace or remove:
+        nodes = [replace.get(i, n) for i, n in enumerate(g.node) if i not in remove or i in replace]
+        del g.node[:]
+        g.node.extend(nodes)
+        _tidy(g)
+    return out
+
+
+def cp_chain_macs(chain: CPChain, form: str, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> int:
+    """MACs per sample of one CP chain in ``form`` (the input ``in_hw``, the output ``out_hw``)."""
+    s, r, t = chain.in_channels, chain.rank, chain.out_channels
+    kk = chain.kernel[0] * chain.kernel[1]
+    pix_in, pix_out = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
+    if form == "fused_in":
+        return s * r * kk * pix_out + r * t * pix_out
+    if form == "fused_out":
+        return s * r * pix_in + r * t * kk * pix_out
+    return s * r * pix_in + r * kk * pix_out + r * t * pix_out  # CP-3 (CP-4 differs only in the depthwise part)
 
 
 Pass = Callable[..., onnx.ModelProto]
 
 #: The graph-rewrite passes by name; each is ``fn(model, **options) -> new model`` and leaves ``model`` as is.
-PASSES: dict[str, Pass] = {"pad_channels": pad_channels}
+PASSES: dict[str, Pass] = {"pad_channels": pad_channels, "realise_cp": realise_cp}
 
 
 def get_pass(name: str) -> Pass:
@@ -197,7 +367,8 @@ def get_pass(name: str) -> Pass:
 
 
 def apply_passes(model: onnx.ModelProto, names: Sequence[str], **options: Any) -> onnx.ModelProto:
-    """Run the passes ``names`` on ``model`` in order; ``options`` (e.g. ``block``) go to every pass.
+    """Run the passes ``names`` on ``model`` in order; ``options`` (e.g. ``block``, ``forms``) go to every pass
+    that takes them.
 
     Returns a new model (a copy when ``names`` is empty); ``model`` is not modified.
     """
@@ -207,5 +378,6 @@ def apply_passes(model: onnx.ModelProto, names: Sequence[str], **options: Any) -
         out.CopyFrom(model)
         return out
     for fn in passes:
-        model = fn(model, **options)
+        takes = inspect.signature(fn).parameters
+        model = fn(model, **{k: v for k, v in options.items() if k in takes})
     return model

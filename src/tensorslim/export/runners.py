@@ -4,7 +4,7 @@ A runner is made from a target (:func:`make_runner`: an ``nn.Module``, an ``.onn
 directory). ``load(threads)`` builds the session or the copy; ``bind(x)`` returns a zero-argument call that runs
 the model on the array ``x``; ``close()`` drops what ``load`` built. A module timed in ONNX Runtime is first
 exported (dynamic batch, verified) into the work directory. ORT sessions come from
-:func:`.session.ort_session` (all graph optimizations, ranks padded to the NCHWc block); PyTorch runs the copy
+:func:`.session.ort_session` (all graph optimizations, the file as written); PyTorch runs the copy
 with weights and 4-D inputs in ``channels_last`` memory format.
 """
 

@@ -1,11 +1,11 @@
 """ONNX Runtime CPU sessions, set up alike for verification and for benchmarks.
 
 :func:`ort_session` runs all graph optimizations (``ORT_ENABLE_ALL``), sequential execution with one inter-op
-thread, denormals flushed to zero in ORT's own threads, and optionally a fixed number of intra-op threads. On
-CPUs with an NCHWc layout (:func:`.hardware.nchwc_block` > 1) it first applies the
-:func:`.passes.pad_channels` pass in memory: the session runs the padded graph, the file on disk is unchanged.
-Users running ORT on the exported file themselves get the same effect by choosing ranks that are multiples of
-the block (16 covers both AVX2 and AVX-512).
+thread, denormals flushed to zero in ORT's own threads, and optionally a fixed number of intra-op threads. It
+loads the file exactly as it is: what it times is what a user's own ONNX Runtime session on the file runs. The
+channel padding for ORT's NCHWc kernels is a graph pass that :func:`tensorslim.export.export_onnx` applies to the
+file it writes (:mod:`.realise`); ``pad_channels=True`` still pads in memory, for comparisons only (no
+benchmark's headline uses it).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ def _padded_bytes(path: str | os.PathLike, block: int) -> bytes | None:
 
 
 def ort_session(path: str | os.PathLike, *, threads: int | None = None,
-                pad_channels: bool = True) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session for ``path``; ``threads`` sets intra-op threads (None: ORT's default).
+                pad_channels: bool = False) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session for the file ``path`` as it is; ``threads`` sets intra-op threads (None: ORT's
+    default).
 
-    ``pad_channels``: run the ``pad_channels`` pass (factorized layers' ranks padded to this CPU's NCHWc
+    ``pad_channels`` (opt-in, off by default): run the ``pad_channels`` pass (ranks padded to this CPU's NCHWc
     block) on the graph in memory first; exact, the file is not changed. Raises ExportError when ORT cannot
     load the file.
     """
