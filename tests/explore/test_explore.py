@@ -101,6 +101,9 @@ def test_bad_storage_and_bad_input(tiny_dir, tmp_path):
         explore(tiny_dir, "synthetic", out=tmp_path / "o3", budget="flops<=2", **FAST)
     with pytest.raises(ExploreError, match="unknown objective 'speed'"):
         explore(tiny_dir, "synthetic", out=tmp_path / "o4", objectives=["macs", "speed", "accuracy"], **FAST)
+    with pytest.raises(ExploreError, match="latency objective needs latency_timer="):  # no timer: before any work
+        explore(tiny_dir, "synthetic", out=tmp_path / "o5", objectives=["latency", "accuracy"], **FAST)
+    assert not (tmp_path / "o5").exists()
 
 
 def test_cli_command(tiny_dir, tmp_path):
@@ -116,9 +119,8 @@ def test_cli_command(tiny_dir, tmp_path):
     assert isinstance(res.exception, ExploreError) and "takes 1,8,8 inputs" in str(res.exception)
 
 
-def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, tmp_path, monkeypatch):
+def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, tmp_path):
     """Latency bookkeeping with a deterministic stand-in for the ORT timer (no timing in assertions)."""
-    from tensorslim.explore import latency
     from tensorslim.explore.latency import machine_key
 
     calls = []
@@ -127,8 +129,8 @@ def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, t
         calls.append(type(module).__name__)
         return 1e-3 * sum(p.numel() for p in module.parameters())
 
-    monkeypatch.setattr(latency, "measure_ms", fake_ms)
-    fast = {**FAST, "methods": ["svd"], "max_evals": 4, "full_evals": 2, "finetune_batches": 2}
+    fast = {**FAST, "methods": ["svd"], "max_evals": 4, "full_evals": 2, "finetune_batches": 2,
+            "latency_timer": fake_ms}
     res = explore(tiny_dir, "synthetic", out=tmp_path / "o", objectives=["macs", "latency", "accuracy"], **fast)
     table = json.loads((tmp_path / "o" / "cache" / "latency.json").read_text())[machine_key(1)]
     assert res.pareto["pruning"]["latency"]["measured_now"] == len(table) == len(calls) > 0
@@ -145,9 +147,9 @@ def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, t
 def test_real_layer_latency_is_measured_with_onnx_runtime():
     from torch import nn
 
-    from tensorslim.explore.latency import measure_ms
+    from tensorslim.cli.explore import ort_layer_ms
 
-    ms = measure_ms(nn.Linear(8, 4), (8,), repeats=3, warmup=1)
+    ms = ort_layer_ms(nn.Linear(8, 4), (8,), repeats=3, warmup=1)
     assert isinstance(ms, float) and ms > 0
 
 
@@ -164,3 +166,18 @@ def test_pick_names_the_best_model_under_a_budget(run, capsys):
         main(["pick", str(run.out), "--budget", "macs<=0.000001"])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith("error: no Pareto point meets") and "\n" not in err
+
+
+def test_the_command_writes_the_report_over_the_front(tmp_path):
+    """`tensorslim explore` gives explore() the report writer: OUT/report covers the original and each point."""
+    from tensorslim.cli import main
+
+    base = tmp_path / "base"
+    modeldir.save(modeldir.build({"builder": "lenet5", "kwargs": {}}, (1, 28, 28)), base, dataset="synthetic")
+    main(["explore", str(base), "--data", "synthetic", "--methods", "svd", "--objectives", "macs,accuracy",
+          "--max-evals", "2", "--full-evals", "1", "--finetune-batches", "1", "--val-samples", "16",
+          "--out", str(tmp_path / "ex")])
+    pareto = json.loads((tmp_path / "ex" / "pareto.json").read_text())
+    report = json.loads((tmp_path / "ex" / "report" / "report.json").read_text())
+    assert len(report["models"]) == 1 + len(pareto["points"])
+    assert (tmp_path / "ex" / "report" / "index.html").is_file()

@@ -11,6 +11,7 @@ from search_testutil import DATA_OPTIONS, LOW, tiny_space
 
 from tensorslim import modeldir
 from tensorslim.cost import profile
+from tensorslim.report import write_report
 from tensorslim.search import Fidelity, SearchSpaceError, StorageError, build_network, open_storage, search
 from tensorslim.search.pareto import dominates
 from tensorslim.search.run import ATTR, run_study
@@ -93,7 +94,7 @@ def test_search_writes_pareto_model_dirs_and_report(tmp_path):
     out = tmp_path / "out"
     res = search("synthetic", space=tiny_space(), n_trials=3, strategy="tpe", low_fidelity=LOW,
                  final=Fidelity(epochs=1, max_batches=1, val_batches=1, batch_size=32), final_top=1,
-                 baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=1)
+                 baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=1, report=write_report)
     doc = json.loads((out / "pareto.json").read_text())
     assert len(doc["pareto"]) == 1 and doc["baselines"][0]["model"] == "lenet5"
     for p in doc["pareto"]:

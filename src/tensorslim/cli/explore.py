@@ -1,13 +1,32 @@
-"""``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`."""
+"""``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`.
+
+The command gives the exploration the two services of the stages above it: :func:`ort_layer_ms` (the latency
+objective's timer) and :func:`tensorslim.report.write_report` (the HTML report over the Pareto set).
+"""
 
 from __future__ import annotations
 
 import click
+import torch
+from torch import nn
 
 from .. import methods as method_registry
 from ..errors import TensorSlimError
 from ..explore import explore
+from ..export import benchmark
+from ..report import write_report
 from ._common import int_option, words
+
+
+def ort_layer_ms(module: nn.Module, input_shape: tuple[int, ...], *, threads: int = 1, repeats: int = 30,
+                 warmup: int = 5) -> float:
+    """Median ONNX Runtime latency (ms) of ``module`` alone at batch 1 (exported to ONNX, timed by
+    :func:`tensorslim.export.benchmark`)."""
+    wrapped = nn.Sequential(module).eval()
+    with torch.no_grad():
+        result = benchmark(wrapped, batch_sizes=1, threads=threads, runtime="ort", warmup=warmup, repeats=repeats,
+                           input_shape=tuple(input_shape))
+    return float(result.models[0].timings[0].median_ms)
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -58,7 +77,8 @@ def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_ev
                      max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
                      max_factors=max_factors, max_error=max_error, low_fidelity=_low_fidelity(low_fidelity),
                      val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches,
-                     data_dir=data_dir, log=lambda msg: click.echo(msg, err=True))
+                     data_dir=data_dir, latency_timer=ort_layer_ms, report=write_report,
+                     log=lambda msg: click.echo(msg, err=True))
     p = result.pareto
     click.echo(f"{'id':<5} {'methods':<22} {'MACs':>11} {'memory':>11} {'params':>9} {'acc %':>7} {'val %':>7}")
     for pt in p["points"]:

@@ -13,6 +13,7 @@ import torch
 
 from .._interrupt import run_command
 from ..errors import TensorSlimError
+from ..report import write_report
 from ..search.run import Fidelity, Pruner, search
 from ._common import int_option, words
 
@@ -92,7 +93,8 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
                     objectives=words(objectives), n_trials=n_trials, storage=storage, study=study, strategy=strategy,
                     strategy_options=options, out=out, data_dir=data_dir, image_size=image_size,
                     low_fidelity=low, final=final, final_top=final_top, baselines=words(baselines),
-                    pruner=None if no_prune else Pruner(), retrain=not worker_only, report=not no_report, seed=seed,
+                    pruner=None if no_prune else Pruner(), retrain=not worker_only,
+                    report=None if no_report else write_report, seed=seed,
                     heartbeat_interval=heartbeat, grace_period=grace, log=log)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

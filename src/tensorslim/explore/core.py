@@ -13,9 +13,11 @@
    ``DIR/space.json``, ``DIR/trials.json`` and ``DIR/plots/*.png``, and with a budget picks one point.
 
 Objectives: ``macs``, ``memory`` (bytes: weights + output activations as :func:`tensorslim.cost.profile`
-counts them, batch 1, float32), ``params``, ``latency`` (measured ONNX Runtime latency per layer, cached per
-machine, see :mod:`.latency`; adds pruning stage (d): survivors not faster than their dense layer are removed)
-and ``accuracy``; all minimised but accuracy. The Optuna study lives
+counts them, batch 1, float32), ``params``, ``latency`` (measured per layer by the ``latency_timer`` passed in,
+cached per machine, see :mod:`.latency`; adds pruning stage (d): survivors not faster than their dense layer are
+removed) and ``accuracy``; all minimised but accuracy. With ``report`` (a function like
+:func:`tensorslim.report.write_report`, which the ``explore`` command passes), an HTML report over the original
+model and the Pareto set is written to ``DIR/report/``. The Optuna study lives
 in ``storage`` (default ``sqlite:///DIR/study.db``; any database URL works, to share a study between
 machines); a rerun with the same settings resumes it (``load_if_exists``) and only runs the missing trials.
 The reconstruction errors are cached in ``DIR/cache/errors.json``. Results are written only at the end, each
@@ -46,6 +48,7 @@ from ..study.storage import create_or_load_study
 from ..study.storage import open_storage as _shared_open_storage
 from ..study.storage import redact as _redact
 from .evaluate import _Evaluator, _finetune, lowfi_accuracy
+from .latency import LatencyCache, LayerTimer, describe
 from .pareto import Budget, hypervolume, pareto_indices, parse_budget, pick
 from .space import (
     DEFAULT_METHODS,
@@ -60,6 +63,9 @@ from .space import (
 OBJECTIVES = ("macs", "memory", "params", "latency", "accuracy")
 DEFAULT_OBJECTIVES = ("macs", "memory", "accuracy")
 FORMAT = "tensorslim-explore"
+
+#: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
+ReportWriter = Callable[..., Any]
 
 
 class StorageError(_SharedStorageError):
@@ -150,7 +156,9 @@ def explore(
     data_options: dict[str, Any] | None = None,
     latency_cache: str | os.PathLike | None = None,
     latency_repeats: int = 30,
+    latency_timer: LayerTimer | None = None,
     plots: bool = True,
+    report: ReportWriter | None = None,
     log: Callable[[str], None] | None = print,
 ) -> ExploreResult:
     """Explore the compression design space of the model directory ``model_dir`` on ``dataset``.
@@ -171,6 +179,9 @@ def explore(
         raise ExploreError(f"sampler must be nsga2 or tpe, not {sampler!r}")
     if max_evals < 1 or full_evals < 1:
         raise ExploreError(f"max_evals and full_evals must be >= 1 (got {max_evals}, {full_evals})")
+    if "latency" in objectives and latency_timer is None:
+        raise ExploreError("the latency objective needs latency_timer= (module, input_shape, threads=, repeats=, "
+                           "warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
     if low_fidelity != "zeroshot" and not (isinstance(low_fidelity, int) and low_fidelity > 0):
         raise ExploreError(f"low_fidelity must be 'zeroshot' or a number of fine-tune batches, not {low_fidelity!r}")
     out = Path(out)
@@ -197,24 +208,23 @@ def explore(
     out.mkdir(parents=True, exist_ok=True)
     errors = ErrorCache(out / "cache" / "errors.json")
     try:
-        report = prune(spaces, max_error=max_error, cache=errors, log=log)
+        pruning = prune(spaces, max_error=max_error, cache=errors, log=log)
     finally:
         errors.save()  # also when interrupted: a rerun reuses the errors computed so far
-    check_not_empty(spaces, report)
-    log(f"design space: {report['points']['all']:,} layer points -> {report['points']['error-bound']:,} after "
-        f"pruning; whole-model space 10^{report['space_log10']['all']} -> 10^{report['space_log10']['error-bound']}"
-        f" (a share of {1 - report['removed_share']['error-bound']:.3g} kept, before any training)")
+    check_not_empty(spaces, pruning)
+    log(f"design space: {pruning['points']['all']:,} layer points -> {pruning['points']['error-bound']:,} after "
+        f"pruning; whole-model space 10^{pruning['space_log10']['all']} -> 10^{pruning['space_log10']['error-bound']}"
+        f" (a share of {1 - pruning['removed_share']['error-bound']:.3g} kept, before any training)")
     ev = _Evaluator(model, spaces, input_shape)
     if "latency" in objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
-        from .latency import LatencyCache, describe
-
-        lat_cache = LatencyCache(latency_cache or out / "cache" / "latency.json", repeats=latency_repeats)
+        lat_cache = LatencyCache(latency_cache or out / "cache" / "latency.json", latency_timer,
+                                 repeats=latency_repeats)
         try:
             removed = ev.measure_latency(lat_cache, spaces, meta["spec"])
         finally:
             lat_cache.save()  # also when interrupted: a rerun reuses the measurements made so far
         after = [len(s.survivors) for s in spaces]
-        report["latency"] = {**describe(lat_cache), "removed": removed, "points_after": sum(after),
+        pruning["latency"] = {**describe(lat_cache), "removed": removed, "points_after": sum(after),
                              "space_log10_after": round(math.log10(math.prod(1 + n for n in after)), 3)}
         log(f"measured latency ({lat_cache.measured} new measurements): {sum(removed.values())} points not "
             f"faster than their dense layer removed, {sum(after)} left")
@@ -331,7 +341,7 @@ def explore(
         "eval_split": eval_split,
         "original": {**ev.base, "accuracy": base_test, "val_accuracy": base_val,
                      "lowfi_accuracy": base_val_lowfi},
-        "pruning": report,
+        "pruning": pruning,
         "search": {"study": study_name, "storage": _redact(url), "sampler": sampler, "seed": seed,
                    "low_fidelity": low_fidelity, "val_samples": val_samples, "trials": len(trials),
                    "lowfi_front": len(lowfi_front), "full_evaluations": len(hifi),
@@ -348,7 +358,7 @@ def explore(
                     "lowfi_accuracy": t.values[objectives.index("accuracy")],
                     **{k: t.user_attrs[k] for k in ("params", "macs", "memory", "latency") if k in t.user_attrs}}
                    for t in trials]
-    space_json = {"pruning": report, "layers": [{"layer": s.name, "dense": s.dense_cost(),
+    space_json = {"pruning": pruning, "layers": [{"layer": s.name, "dense": s.dense_cost(),
                                                  "survivors": [p.to_dict() for p in s.survivors]} for s in spaces]}
 
     # 5. write the results (all computed; each file or folder atomically). pareto.json goes first and comes
@@ -365,13 +375,11 @@ def explore(
 
         _atomic.write_bytes(out / "plots" / "front.png", front_plot(pareto, trials_json, hifi))
         _atomic.write_bytes(out / "plots" / "methods.png", methods_plot(pareto, trials_json))
-    if plots:  # the export stage's HTML report over the original model and the Pareto set, when available
+    if plots and report is not None:  # the HTML report over the original model and the Pareto set
         try:
-            from ..report import write_report
-
-            write_report([model_dir, *[out / "pareto" / h["id"] for h in front]], out / "report",
-                         title=f"tensorslim explore: {model_dir.name} on {dataset}")
-        except (ImportError, AttributeError, TensorSlimError) as err:
+            report([model_dir, *[out / "pareto" / h["id"] for h in front]], out / "report",
+                   title=f"tensorslim explore: {model_dir.name} on {dataset}")
+        except TensorSlimError as err:
             log(f"note: no HTML report ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
     _atomic.write_text(out / "space.json", json.dumps(space_json, indent=1) + "\n")
     _atomic.write_text(out / "trials.json", json.dumps(trials_json, indent=1) + "\n")

@@ -1,7 +1,9 @@
 """Measured ONNX Runtime latency of single layers, cached per machine (the optional 4th objective).
 
-Each layer (the dense original or a design point's factorized replacement) is exported alone and timed by
-:func:`tensorslim.export.benchmark` at batch 1 on one thread (median of ``repeats`` runs). The cache is a JSON
+Each layer (the dense original or a design point's factorized replacement) is timed alone by a
+:data:`LayerTimer` that the caller passes in (the ``explore`` command passes
+:func:`tensorslim.cli.explore.ort_layer_ms`: the layer exported alone to ONNX and timed by
+:func:`tensorslim.export.benchmark` at batch 1 on one thread, median of ``repeats`` runs). The cache is a JSON
 file ``{machine key: {layer signature: ms}}``; the machine key names the CPU, the core count, the ONNX Runtime
 version and the thread count, the layer signature the layer's type, ``config()`` and input shape (the
 weights do not change the time). A model's latency is estimated as the dense model's measured latency plus,
@@ -14,13 +16,16 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import _atomic
+
+#: ``timer(module, input_shape, *, threads, repeats, warmup) -> milliseconds`` of one batch-1 forward of a layer
+LayerTimer = Callable[..., float]
 
 
 def machine_key(threads: int = 1) -> str:
@@ -51,8 +56,10 @@ def layer_key(module: nn.Module, input_shape: tuple[int, ...]) -> str:
 class LatencyCache:
     """Per-machine layer latencies in a JSON file (written atomically by :meth:`save`)."""
 
-    def __init__(self, path: str | os.PathLike | None, *, threads: int = 1, repeats: int = 30, warmup: int = 5):
+    def __init__(self, path: str | os.PathLike | None, timer: LayerTimer, *, threads: int = 1, repeats: int = 30,
+                 warmup: int = 5):
         self.path = Path(path) if path else None
+        self.timer = timer
         self.threads, self.repeats, self.warmup = threads, repeats, warmup
         self.machine = machine_key(threads)
         self.data: dict[str, dict[str, float]] = {}
@@ -70,26 +77,14 @@ class LatencyCache:
     def latency_ms(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> float:
         key = key or layer_key(module, input_shape)
         if key not in self.table:
-            self.table[key] = measure_ms(module, input_shape, threads=self.threads, repeats=self.repeats,
-                                         warmup=self.warmup)
+            self.table[key] = float(self.timer(module, tuple(input_shape), threads=self.threads,
+                                               repeats=self.repeats, warmup=self.warmup))
             self.measured += 1
         return self.table[key]
 
     def save(self) -> None:
         if self.path and self.measured:
             _atomic.write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True))
-
-
-def measure_ms(module: nn.Module, input_shape: tuple[int, ...], *, threads: int = 1, repeats: int = 30,
-               warmup: int = 5) -> float:
-    """Median ONNX Runtime latency (ms) of ``module`` at batch 1."""
-    from ..export import benchmark
-
-    wrapped = nn.Sequential(module).eval()
-    with torch.no_grad():
-        result = benchmark(wrapped, batch_sizes=1, threads=threads, runtime="ort", warmup=warmup, repeats=repeats,
-                           input_shape=tuple(input_shape))
-    return float(result.models[0].timings[0].median_ms)
 
 
 def describe(cache: LatencyCache) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The end of a search: the Pareto set of the study, its hypervolume, and retraining it (and the baselines) at
-full fidelity into model directories, ``pareto.json`` and a report."""
+full fidelity into model directories, ``pareto.json`` and, with a report writer passed in (the ``search``
+command passes :func:`tensorslim.report.write_report`), a report."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from ..errors import TensorSlimError
 from .pareto import hypervolume, normalise, pareto_indices
 from .run import ATTR, Fidelity, SearchResult, _counts
 from .space import SearchSpace, spec
+
+#: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
+ReportWriter = Callable[..., Any]
 
 
 def pareto_trials(study: Any) -> list[Any]:
@@ -144,15 +148,19 @@ def finalize(
     data_dir: Any = None,
     image_size: int | None = None,
     dataset_options: dict[str, Any] | None = None,
-    report: bool = True,
+    report: ReportWriter | None = None,
     seed: int = 0,
     storage_url: str | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Retrain the Pareto set and the baselines at full fidelity; write model directories, ``pareto.json`` and a
+    """Retrain the Pareto set and the baselines at full fidelity; write model directories, ``pareto.json`` and,
+    with ``report`` (``write(model_dirs, out_dir, *, title)``, e.g. :func:`tensorslim.report.write_report`), a
     report under ``out``. Reruns skip what is finished."""
     from .. import modeldir
 
+    if report and not callable(report):
+        raise TensorSlimError(f"report must be a report writer such as tensorslim.report.write_report (or None); "
+                              f"got {report!r}")
     if final_top is not None and (not isinstance(final_top, int) or final_top < 1):
         raise TensorSlimError(f"final_top must be a positive integer or None, got {final_top!r}")
     out = Path(out)
@@ -196,16 +204,8 @@ def finalize(
     # names is complete (an interrupted rerun leaves none, and the next rerun writes it again)
     (out / "pareto.json").unlink(missing_ok=True)
     if report and dirs:
-        _write_report(dirs, out / "report", f"tensorslim search: {study.study_name}", log)
+        report(dirs, out / "report", title=f"tensorslim search: {study.study_name}")
+        log(f"report: {out / 'report' / 'index.html'}")
     _atomic.write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
     return result
 
-
-def _write_report(dirs: list[Path], dest: Path, title: str, log: Callable[[str], None]) -> None:
-    try:
-        from ..report import write_report
-    except ImportError:  # pragma: no cover - export stage absent
-        log("tensorslim.export is not available: no report written")
-        return
-    write_report(dirs, dest, title=title)
-    log(f"report: {dest / 'index.html'}")

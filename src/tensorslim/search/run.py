@@ -395,7 +395,7 @@ def search(
     baselines: Sequence[str] = ("mobilenetv2", "resnet20"),
     pruner: Pruner | None = DEFAULT_PRUNER,
     retrain: bool = True,
-    report: bool = True,
+    report: Callable[..., Any] | None = None,
     seed: int | None = 0,
     heartbeat_interval: int = 30,
     grace_period: int | None = None,
@@ -407,8 +407,9 @@ def search(
 
     ``rank_mode="fixed"`` uses ``fixed_ranks`` (fractions of the head input's C, H, W dimensions);
     ``"auto"`` makes them decisions of the search. With ``out``, the Pareto set is retrained (``final``) into
-    ``out/pareto/trial-NNNN/`` model directories next to the ``baselines``, and ``out/pareto.json`` and
-    ``out/report/`` are written; ``retrain=False`` only runs the worker part (other machines).
+    ``out/pareto/trial-NNNN/`` model directories next to the ``baselines``, and ``out/pareto.json`` (and
+    ``out/report/`` with a ``report`` writer such as :func:`tensorslim.report.write_report`) are written;
+    ``retrain=False`` only runs the worker part (other machines).
     """
     from .final import _trial_entry, finalize, pareto_trials, study_hypervolume  # final imports this module
 
