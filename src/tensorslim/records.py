@@ -15,8 +15,8 @@ where ``LAYER`` is ``{"name", "type", "config", "method", "rank", "rel_error", "
 
 ``metrics.json`` is an object whose known keys are typed (``accuracy``: a percentage, or split → percent;
 ``evaluated_on``: split → dataset; ``evaluations``: dataset → split → percent, every ``evaluate`` run;
-``params``/``macs``: counts; ``history``: a list of per-epoch objects); other
-keys are kept as free-form JSON, since each stage adds its own record.
+``params``/``macs``: counts; ``history``: a list of per-epoch objects; ``exports``: exported files measured on
+their own, see :func:`parse_exports`); other keys are kept as free-form JSON, since each stage adds its own record.
 
 Every check raises :class:`~tensorslim.errors.ModelError` with one line naming the file and the field. The
 parsers touch only JSON: the checks of a record against a model (does a layer's config fit its slot) are in
@@ -235,12 +235,7 @@ def parse_compression(value: Any, where: str) -> CompressionRecord:
 
 
 def parse_layer(entry: Any, where: str) -> LayerRecord:
-    if not isinstance(entry, dict):
-        raise ModelError(f"{where}: expected an object, not {_show(entry)}")
-    missing = LAYER_REQUIRED - set(entry)
-    if missing:
-        raise ModelError(f"{where}: missing {sorted(missing)[0]!r}")
-    _no_unknown(entry, LAYER_REQUIRED | LAYER_OPTIONAL, where)
+    _check_keys(entry, LAYER_REQUIRED, LAYER_OPTIONAL, where)
     name, type_, config = entry["name"], entry["type"], entry["config"]
     if not isinstance(name, str) or not name or len(name) > 500:
         raise ModelError(f"{where}: 'name' must be a module name, not {_show(name)}")
@@ -281,9 +276,7 @@ def parse_metrics(data: Any, source: Any = METRICS) -> dict[str, Any]:
             isinstance(v, (str, dict)) for v in evaluated.values())):
         raise ModelError(f"{where}: 'evaluated_on' must map splits to dataset names")
     evaluations = data.get("evaluations")
-    if evaluations is not None and (not isinstance(evaluations, dict) or not all(
-            isinstance(splits, dict) and all(_is_number(v) and 0 <= v <= 100 for v in splits.values())
-            for splits in evaluations.values())):
+    if evaluations is not None and not _is_evaluations(evaluations):
         raise ModelError(f"{where}: 'evaluations' must map datasets to splits to percentages in [0, 100]")
     for key in ("params", "macs"):
         if key in data and not _is_count(data[key]):
@@ -291,7 +284,56 @@ def parse_metrics(data: Any, source: Any = METRICS) -> dict[str, Any]:
     history = data.get("history")
     if history is not None and (not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
         raise ModelError(f"{where}: 'history' must be a list of per-epoch objects")
+    if data.get("exports") is not None:
+        parse_exports(data["exports"], where)
     return data
+
+
+EXPORT_FORMATS = ("onnx", "pte")
+EXPORT_REQUIRED = {"format", "int8", "bytes", "evaluations"}
+EXPORT_OPTIONAL = {"path", "sha256", "quantization", "calibration"}
+CALIBRATION_KEYS = {"dataset", "split", "samples", "seed"}
+
+
+def parse_exports(value: Any, where: str) -> dict[str, Any]:
+    """Validate ``metrics.json``'s ``exports``: file name → the measurement of that exported file::
+
+        {"model.int8.onnx": {"format": "onnx" | "pte", "int8": true, "bytes": 61234,
+                             "path": "out/model.int8.onnx", "sha256": "…",          # the file measured
+                             "quantization": {...settings...},
+                             "calibration": {"dataset": "fashion-mnist", "split": "train", "samples": 512,
+                                             "seed": 0},                           # or null: not quantized
+                             "evaluations": {"fashion-mnist": {"test": 91.84}}}}   # dataset → split → percent
+
+    ``evaluations`` is measured by running the file itself; calibration data comes from ``calibration.split``.
+    """
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: 'exports' must map file names to export records, not {_show(value)}")
+    for name, entry in value.items():
+        at = f"{where}: exports[{name!r}]"
+        _check_keys(entry, EXPORT_REQUIRED, EXPORT_OPTIONAL, at)
+        if entry["format"] not in EXPORT_FORMATS:
+            raise ModelError(f"{at}: 'format' must be one of {', '.join(EXPORT_FORMATS)}, not {_show(entry['format'])}")
+        if not isinstance(entry["int8"], bool):
+            raise ModelError(f"{at}: 'int8' must be true or false, not {_show(entry['int8'])}")
+        if not _is_count(entry["bytes"]):
+            raise ModelError(f"{at}: 'bytes' must be a non-negative integer, not {_show(entry['bytes'])}")
+        for key in ("path", "sha256"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ModelError(f"{at}: {key!r} must be a string, not {_show(entry[key])}")
+        if "quantization" in entry and not isinstance(entry["quantization"], dict):
+            raise ModelError(f"{at}: 'quantization' must be an object, not {_show(entry['quantization'])}")
+        calibration = entry.get("calibration")
+        if calibration is not None:
+            if not isinstance(calibration, dict):
+                raise ModelError(f"{at}: 'calibration' must be an object or null, not {_show(calibration)}")
+            _no_unknown(calibration, CALIBRATION_KEYS, f"{at}: 'calibration'")
+            if "samples" in calibration and not _is_count(calibration["samples"]):
+                raise ModelError(f"{at}: 'calibration.samples' must be a count, not {_show(calibration['samples'])}")
+        evaluations = entry["evaluations"]
+        if not _is_evaluations(evaluations):
+            raise ModelError(f"{at}: 'evaluations' must map datasets to splits to percentages in [0, 100]")
+    return value
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -332,6 +374,16 @@ def check_json_value(value: Any, where: str, *, depth_limit: int = MAX_DEPTH, it
     walk(value, 0)
 
 
+def _check_keys(entry: Any, required: set[str], optional: set[str], where: str) -> None:
+    """``entry`` is an object with every ``required`` key and no key outside ``required | optional``."""
+    if not isinstance(entry, dict):
+        raise ModelError(f"{where}: expected an object, not {_show(entry)}")
+    missing = required - set(entry)
+    if missing:
+        raise ModelError(f"{where}: missing {sorted(missing)[0]!r}")
+    _no_unknown(entry, required | optional, where)
+
+
 def _no_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(obj) - allowed
     if unknown:
@@ -344,6 +396,13 @@ def _is_int(v: Any) -> bool:
 
 def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+
+
+def _is_evaluations(v: Any) -> bool:
+    """dataset → split → percent in [0, 100]."""
+    return isinstance(v, dict) and all(
+        isinstance(splits, dict) and all(_is_number(x) and 0 <= x <= 100 for x in splits.values())
+        for splits in v.values())
 
 
 def _is_number(v: Any) -> bool:

@@ -21,14 +21,30 @@ from ..resolve import parse_shape
 @click.option("--data-dir", type=click.Path())
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Largest accepted relative error.")
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True)
+@click.option("--int8", is_flag=True, help="Quantize to int8 (ORT static, QDQ, per-channel weights); with --calibrate.")
+@click.option("--calibrate", default=None, help="--int8: calibrate on training images of this dataset; the int8 "
+              "file's test accuracy on it is measured and recorded in a model directory's metrics.json.")
+@click.option("--calibrate-samples", type=int, default=512, show_default=True, help="--int8: calibration images.")
 def export_cmd(target: str, out: str, opset: int | None, batch: str, input_shape: str | None, weights: str | None,
-               dataset: str, data_dir: str | None, rtol: float, exporter: str) -> None:
+               dataset: str, data_dir: str | None, rtol: float, exporter: str, int8: bool, calibrate: str | None,
+               calibrate_samples: int) -> None:
     """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime."""
     if batch != "dynamic":
         try:
             batch = int(batch)
         except ValueError:
             raise TensorSlimError(f"--batch {batch!r}: expected 'dynamic' or a positive integer") from None
+    if int8 != bool(calibrate):
+        raise TensorSlimError("--int8 and --calibrate DATASET go together (int8 is calibrated on real images)")
+    if int8:
+        from ..export.quantize import export_int8
+
+        done = export_int8(target, out, calibrate, samples=calibrate_samples, data_dir=data_dir,
+                           evaluate={"auto": "auto", "none": None}.get(dataset, dataset),
+                           input_shape=parse_shape(input_shape), weights=weights, opset=opset, batch=batch,
+                           rtol=rtol, exporter=exporter)
+        click.echo(done.summary())
+        return
     result = export_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
                            dataset=None if dataset == "none" else dataset, data_dir=data_dir, opset=opset,
                            batch=batch, rtol=rtol, exporter=exporter)

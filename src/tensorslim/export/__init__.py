@@ -5,7 +5,10 @@ One job per module:
 * :mod:`.onnx` - :func:`export_onnx`, :func:`export_target`, :func:`dataset_inputs`, :class:`ExportResult`
 * :mod:`.exporters` - torch's TorchScript and dynamo exporters, opsets, the fallback order
 * :mod:`.diagnose` - a failing forward pass or untranslatable operator, named in one line
-* :mod:`.verify` - ONNX Runtime against PyTorch on random and real inputs (:class:`Check`)
+* :mod:`.verify` - ONNX Runtime against PyTorch on random and real inputs (:class:`Check`), and
+  :func:`input_batches`, the one adapter for real inputs (tensors, arrays, a Dataset, a DataLoader, batches)
+* :mod:`.quantize` - int8: :func:`quantize_onnx` (ORT static, QDQ, per-channel), :func:`evaluate_onnx` (a file's
+  top-1 accuracy in ORT), :func:`export_int8` (a model directory, measured and recorded in metrics.json)
 * :mod:`.graph` - :func:`inspect_onnx`, :func:`node_summary` (:class:`GraphInfo`)
 * :mod:`.passes` - graph-rewrite passes on an ``onnx.ModelProto`` (:func:`pad_channels`, :func:`apply_passes`)
 * :mod:`.session` - :func:`ort_session`, the ONNX Runtime CPU session every check and benchmark uses
@@ -27,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 _NAMES = {
     "export_onnx": "onnx", "export_target": "onnx", "dataset_inputs": "onnx", "ExportResult": "onnx",
     "ExportError": "_common", "BenchError": "_common",
-    "Check": "verify", "VerificationError": "verify",
+    "Check": "verify", "VerificationError": "verify", "input_batches": "verify",
+    "quantize_onnx": "quantize", "evaluate_onnx": "quantize", "export_int8": "quantize",
+    "QuantizeResult": "quantize", "Int8Export": "quantize",
     "node_summary": "graph", "inspect_onnx": "graph", "GraphInfo": "graph",
     "pad_channels": "passes", "apply_passes": "passes",
     "ort_session": "session", "nchwc_block": "hardware",
@@ -38,6 +43,7 @@ __all__ = [
     "BenchError", "BenchResult", "Check", "ExportError", "ExportResult", "GraphInfo", "VerificationError",
     "apply_passes", "benchmark", "dataset_inputs", "export_onnx", "export_target", "format_table",
     "inspect_onnx", "nchwc_block", "node_summary", "ort_session", "pad_channels",
+    "Int8Export", "QuantizeResult", "evaluate_onnx", "export_int8", "input_batches", "quantize_onnx",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,8 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hardware import nchwc_block
     from .onnx import ExportResult, dataset_inputs, export_onnx, export_target
     from .passes import apply_passes, pad_channels
+    from .quantize import Int8Export, QuantizeResult, evaluate_onnx, export_int8, quantize_onnx
     from .session import ort_session
-    from .verify import Check, VerificationError
+    from .verify import Check, VerificationError, input_batches
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,329 @@
+"""int8 on top of factorization: ONNX Runtime static quantization, and accuracy measured on the int8 file.
+
+:func:`quantize_onnx` turns an fp32 ``.onnx`` file into an int8 one with ONNX Runtime's static quantization:
+QDQ format (``QuantizeLinear``/``DequantizeLinear`` pairs around each quantized op, which ORT's CPU provider
+fuses into integer kernels such as ``QLinearConv`` when it loads the file), int8 weights with one scale per
+output channel, and activation ranges calibrated on real inputs. The calibration inputs come from any source of
+:func:`.verify.input_batches` (tensors, arrays, a ``Dataset``, a ``DataLoader``, an iterable of batches),
+capped at ``samples`` and checked against the model's input shape first.
+
+:func:`evaluate_onnx` measures an ``.onnx`` file's top-1 accuracy (fp32 or int8) in an ONNX Runtime session on a
+dataset split. :func:`export_int8` does the whole job for a model directory: export to fp32 ONNX (verified
+against PyTorch), quantize with a random sample of the **training** split, measure the int8 file on the
+**test** split, and record that measurement under ``exports[file name]`` in the directory's ``metrics.json``
+(schema in :mod:`tensorslim.records`). Accuracy is always the int8 file's own: nothing is copied from the fp32
+model. The ``.onnx`` file is written under a temporary name and renamed only after it was quantized, run and
+measured, and the record is validated before that; a failure leaves neither the file nor a record behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch.utils.data import Dataset
+
+from .. import data, modeldir, records
+from .._atomic import atomic_path, write_text
+from ._common import ExportError, one_line
+from .graph import inspect_onnx
+from .onnx import ExportResult, export_onnx, export_target
+from .session import ort_session
+from .verify import DEFAULT_SAMPLES, VerificationError, compare, input_batches
+
+#: Activation types ORT's static quantization takes. uint8 is the default: on x86, ORT's integer GEMM/conv
+#: kernels (MLAS) are built around u8 x s8 products (VPMADDUBSW / VNNI VPDPBUSD take one unsigned and one signed
+#: operand), so uint8 activations with int8 weights run the native path; int8 activations are shifted to uint8
+#: inside the kernels first. On ARM, s8 x s8 is native: pass ``activations="int8"`` there.
+ACTIVATIONS = ("uint8", "int8")
+#: Calibration methods (``onnxruntime.quantization.CalibrationMethod``): min/max of the activations, the
+#: 99.999th percentile, or the range minimising the KL divergence of the histogram.
+METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+
+
+@dataclasses.dataclass
+class QuantizeResult:
+    """The outcome of :func:`quantize_onnx`; ``to_dict()`` is JSON-able."""
+
+    path: Path
+    file_bytes: int
+    fp32_bytes: int
+    samples: int  # calibration samples used
+    activations: str  # "uint8" or "int8"
+    per_channel: bool
+    method: str
+    ops: dict[str, int]
+    max_rel_err: float  # max |int8 - fp32| / max |fp32| over the calibration samples
+    agreement: float  # fraction of calibration samples whose top-1 class is the fp32 file's
+
+    @property
+    def size_ratio(self) -> float:
+        """fp32 file bytes over int8 file bytes."""
+        return self.fp32_bytes / self.file_bytes
+
+    def quantization(self) -> dict[str, Any]:
+        """The settings, as recorded in ``metrics.json``."""
+        return {"tool": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
+                "activations": self.activations, "per_channel": self.per_channel, "method": self.method}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "file_bytes": self.file_bytes, "fp32_bytes": self.fp32_bytes,
+                "size_ratio": self.size_ratio, "samples": self.samples, **self.quantization(),
+                "ops": dict(self.ops), "max_rel_err": self.max_rel_err, "agreement": self.agreement}
+
+
+def onnx_input(path: str | os.PathLike) -> tuple[str, int | None, tuple[int, ...] | None]:
+    """The first graph input of an ONNX file: (name, fixed batch or None, sample shape or None when symbolic)."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf and onnx raise many types
+        raise ExportError(f"{path}: not a readable ONNX file ({one_line(err)})") from None
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if not inputs:
+        raise ExportError(f"{path}: the graph has no input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    batch = fixed[0] if fixed else None
+    shape = tuple(fixed[1:]) if fixed and all(d is not None for d in fixed[1:]) else None
+    return inputs[0].name, batch, shape
+
+
+def calibration_batches(source: Any, path: str | os.PathLike, *, samples: int = DEFAULT_SAMPLES,
+                        batch_size: int = 32, seed: int | None = 0) -> list[np.ndarray]:
+    """Calibration inputs for the ONNX file ``path`` as float32 ``(n, C, H, W)`` arrays, at most ``samples``.
+
+    ``source``: any source of :func:`.verify.input_batches` (a map-style Dataset is sampled at random with
+    ``seed``). Each sample must have the file's input shape. A file with a fixed batch gets batches of exactly
+    that size (the samples repeated to fill one when there are fewer, the incomplete rest dropped).
+    """
+    _, fixed, shape = onnx_input(path)
+    xs = input_batches(source, shape, samples=samples, batch_size=fixed or batch_size, seed=seed,
+                       what="calibration inputs")
+    if fixed:
+        x = torch.cat(xs)
+        if x.shape[0] < fixed:
+            x = x.repeat((-(-fixed // x.shape[0]),) + (1,) * (x.ndim - 1))
+        xs = [c for c in torch.split(x, fixed) if c.shape[0] == fixed]
+    return [x.numpy() for x in xs]
+
+
+def _reader(name: str, batches: list[np.ndarray]) -> Any:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``batches`` (rewindable)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it: Iterator[dict[str, np.ndarray]] = iter({name: b} for b in batches)
+
+    return Reader()
+
+
+def _check_options(activations: str, method: str, per_channel: Any) -> None:
+    if activations not in ACTIVATIONS:
+        raise ExportError(f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
+    if method not in METHODS:
+        raise ExportError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not isinstance(per_channel, bool):
+        raise ExportError(f"per_channel must be true or false, got {per_channel!r}")
+
+
+def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_channel: bool, activations: str,
+              method: str) -> QuantizeResult:
+    """Quantize ``fp32_path`` into ``dest`` (written in place: callers pass a temporary) and run it against fp32."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name, _, _ = onnx_input(fp32_path)
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[activations]
+    with tempfile.TemporaryDirectory(prefix="tensorslim-quant-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            # Shape inference (which the quantizer needs for per-channel axes) and ORT's fusions before the
+            # QDQ pairs are placed, so that each fused op is quantized once.
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+            quantize_static(str(pre), str(dest), _reader(name, batches), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=qtype,
+                            calibrate_method=getattr(CalibrationMethod, METHODS[method]))
+        except Exception as err:  # noqa: BLE001 - the quantizer raises what its ops raise
+            raise ExportError(f"{fp32_path}: ONNX Runtime cannot quantize the model ({one_line(err)})") from None
+    reference, quantized = ort_session(fp32_path, pad_channels=False), ort_session(dest, pad_channels=False)
+    max_rel, agree, total = 0.0, 0, 0
+    for b in batches:
+        try:
+            ref, got = reference.run(None, {name: b}), quantized.run(None, {name: b})
+        except Exception as err:  # noqa: BLE001 - ORT's own exception types
+            raise VerificationError(f"{dest.name}: ONNX Runtime cannot run the int8 model ({one_line(err)})") from None
+        max_rel = max(max_rel, compare([torch.from_numpy(r) for r in ref], got, dest.name)[1])
+        if ref[0].ndim == 2:
+            agree += int((ref[0].argmax(1) == got[0].argmax(1)).sum())
+        total += b.shape[0]
+    return QuantizeResult(path=dest, file_bytes=dest.stat().st_size, fp32_bytes=Path(fp32_path).stat().st_size,
+                          samples=total, activations=activations, per_channel=per_channel, method=method,
+                          ops=inspect_onnx(dest).ops, max_rel_err=float(max_rel), agreement=agree / total)
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: Any, *,
+                  per_channel: bool = True, samples: int = DEFAULT_SAMPLES, activations: str = "uint8",
+                  method: str = "minmax", batch_size: int = 32, seed: int | None = 0) -> QuantizeResult:
+    """Quantize the fp32 ONNX file ``fp32_path`` to int8 (QDQ) into ``out_path``, calibrated on ``calibration``.
+
+    Args:
+        calibration: real inputs: a tensor or array ``(N, C, H, W)``, a ``Dataset`` or ``DataLoader`` yielding
+            ``x`` or ``(x, y)``, or any iterable of batches (:func:`.verify.input_batches`). Samples must have
+            the file's input shape and finite values.
+        per_channel: one weight scale per output channel (else one per tensor).
+        samples: at most this many calibration samples (a Dataset: a random subset drawn with ``seed``).
+        activations: ``"uint8"`` (default; see :data:`ACTIVATIONS`) or ``"int8"``; weights are always int8.
+        method: ``"minmax"``, ``"percentile"`` or ``"entropy"`` (:data:`METHODS`).
+
+    ``out_path`` is written atomically, after the int8 file was run in ONNX Runtime on the calibration inputs
+    beside the fp32 one (``max_rel_err`` and ``agreement`` of the result). Raises ExportError (one line) for bad
+    arguments, bad calibration inputs or a model the quantizer cannot take.
+    """
+    _check_options(activations, method, per_channel)
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if out_path.is_dir():
+        raise ExportError(f"{out_path}: is a directory; give the path of the .onnx file to write")
+    batches = calibration_batches(calibration, fp32_path, samples=samples, batch_size=batch_size, seed=seed)
+    with atomic_path(out_path) as tmp:
+        result = _quantize(fp32_path, tmp, batches, per_channel=per_channel, activations=activations,
+                           method=method)
+    result.path = out_path
+    return result
+
+
+def evaluate_onnx(path: str | os.PathLike, dataset: Any, split: str = "test", *,
+                  data_dir: str | os.PathLike | None = None, batch_size: int = 256,
+                  threads: int | None = None) -> dict[str, Any]:
+    """Top-1 accuracy (percent) of the ONNX file ``path`` in an ONNX Runtime CPU session, on labelled data.
+
+    ``dataset``: a dataset name (its ``split``, no augmentation), a ``Dataset`` of ``(x, y)`` samples, or an
+    iterable of ``(x, y)`` batches. The file is run exactly as written (no graph pass). Returns ``{"accuracy",
+    "samples", "correct"}``, plus ``"dataset"`` and ``"split"`` for a name.
+    """
+    out: dict[str, Any] = {}
+    if isinstance(dataset, str):
+        out = {"dataset": dataset, "split": split}
+        dataset = data.load(dataset, split, data_dir, augment=False)
+    batches = data.batches(dataset, batch_size) if isinstance(dataset, Dataset) else dataset
+    name, fixed, shape = onnx_input(path)
+    sess = ort_session(path, threads=threads, pad_channels=False)
+    correct = total = 0
+    for item in batches:
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise ExportError(f"{path}: evaluation needs (x, y) batches, got {type(item).__name__}")
+        x = input_batches(item[0], shape, samples=None, what="evaluation inputs")[0].numpy()
+        y = np.asarray(item[1]).reshape(-1)
+        n = x.shape[0]
+        if y.shape[0] != n:
+            raise ExportError(f"{path}: a batch of {n} inputs has {y.shape[0]} labels")
+        if fixed and n != fixed:  # a fixed-batch file: pad with the first sample, keep the first n predictions
+            x = np.concatenate([x, np.repeat(x[:1], fixed - n % fixed if n % fixed else 0, 0)])
+        logits = np.concatenate([sess.run(None, {name: c})[0] for c in
+                                 (np.split(x, x.shape[0] // fixed) if fixed else [x])])[:n]
+        if logits.ndim != 2:
+            raise ExportError(f"{path}: the model's output has shape {logits.shape}, not (batch, classes)")
+        if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):
+            raise ExportError(f"{path}: labels go up to {int(y.max())} but the model has {logits.shape[1]} outputs")
+        correct += int((logits.argmax(1) == y).sum())
+        total += n
+    if not total:
+        raise ExportError(f"{path}: no labelled samples to evaluate on")
+    return {**out, "accuracy": 100.0 * correct / total, "samples": total, "correct": correct}
+
+
+@dataclasses.dataclass
+class Int8Export:
+    """The outcome of :func:`export_int8`: the fp32 export, the quantization and both files' measured accuracy."""
+
+    fp32: ExportResult  # the verified fp32 export the int8 file was made from (a temporary file, removed)
+    quantized: QuantizeResult
+    dataset: str | None
+    split: str
+    accuracy: float | None  # the int8 file's, measured
+    fp32_accuracy: float | None  # the fp32 file's, measured the same way
+    record: dict[str, Any] | None  # what metrics.json got under exports[file name]; None: nothing recorded
+
+    def summary(self) -> str:
+        q = self.quantized
+        line = (f"{q.path}: {q.file_bytes:,} bytes int8 ({q.size_ratio:.2f}x smaller than fp32 "
+                f"{q.fp32_bytes:,}), calibrated on {q.samples} samples, top-1 agreement with fp32 "
+                f"{100 * q.agreement:.1f} %")
+        if self.accuracy is not None:
+            line += (f"; {self.dataset} {self.split}: int8 {self.accuracy:.2f} %, fp32 {self.fp32_accuracy:.2f} % "
+                     f"({self.accuracy - self.fp32_accuracy:+.2f} pt)")
+        return line
+
+
+def export_int8(target: str | os.PathLike, out: str | os.PathLike, calibrate: Any, *,
+                samples: int = DEFAULT_SAMPLES, evaluate: str | None = "auto", split: str = "test",
+                data_dir: str | os.PathLike | None = None, input_shape: Any = None, weights: str | None = None,
+                per_channel: bool = True, activations: str = "uint8", method: str = "minmax", seed: int = 0,
+                record: bool = True, log: Callable[[str], None] | None = None, **options: Any) -> Int8Export:
+    """Export ``target`` (a model directory or name) to an int8 ONNX file ``out`` and measure its accuracy.
+
+    ``calibrate``: a dataset name (a random sample of ``samples`` images of its **training** split, no
+    augmentation) or any source of :func:`.verify.input_batches`. ``evaluate``: the dataset whose ``split``
+    (default test) measures both files (``"auto"``: ``calibrate`` when it is a name, else the model's own
+    dataset; None: no accuracy). With ``record`` and a model directory, the measurement goes to its
+    ``metrics.json`` under ``exports[out's file name]`` (:func:`tensorslim.records.parse_exports`).
+    ``options`` go to :func:`.onnx.export_target` (``opset``, ``batch``, ``rtol``, ``exporter``).
+    """
+    log = log or (lambda _msg: None)
+    _check_options(activations, method, per_channel)
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"{out}: is a directory; give the path of the .onnx file to write")
+    is_dir = modeldir.is_model_dir(target)
+    metrics = modeldir.read_metrics(target) if is_dir and record else None  # a bad metrics.json fails first
+    calib_name = calibrate if isinstance(calibrate, str) else None
+    if evaluate == "auto":
+        evaluate = calib_name or (modeldir.read_meta(target).get("dataset") if is_dir else None)
+    source = data.load(calib_name, "train", data_dir, augment=False) if calib_name else calibrate
+    if "passes" in inspect.signature(export_onnx).parameters:  # the exporter's graph passes: none for int8, since
+        options.setdefault("passes", [])  # channel padding serves ORT's float NCHWc kernels; in int8 it is zeros
+    with tempfile.TemporaryDirectory(prefix="tensorslim-int8-") as tmp:
+        log(f"exporting {target} to fp32 ONNX and verifying it against PyTorch")
+        fp32 = export_target(target, Path(tmp) / "fp32.onnx", input_shape=input_shape, weights=weights,
+                             dataset=evaluate, data_dir=data_dir, **options)
+        batches = calibration_batches(source, fp32.path, samples=samples, seed=seed)
+        log(f"quantizing to int8 (QDQ, per-channel weights) on {sum(len(b) for b in batches)} calibration samples")
+        with atomic_path(out) as dest:
+            q = _quantize(fp32.path, dest, batches, per_channel=per_channel, activations=activations,
+                          method=method)
+            accuracy = fp32_accuracy = None
+            if evaluate:
+                log(f"measuring both files on {evaluate} {split} in ONNX Runtime")
+                test = data.load(evaluate, split, data_dir, augment=False)
+                accuracy = evaluate_onnx(dest, test)["accuracy"]
+                fp32_accuracy = evaluate_onnx(fp32.path, test)["accuracy"]
+            entry = None
+            if metrics is not None:
+                entry = {"format": "onnx", "int8": True, "path": str(out), "bytes": q.file_bytes,
+                         "sha256": modeldir.sha256_file(dest), "quantization": q.quantization(),
+                         "calibration": {"dataset": calib_name, "split": "train" if calib_name else None,
+                                         "samples": q.samples, "seed": seed},
+                         "evaluations": {evaluate: {split: round(accuracy, 4)}} if evaluate else {}}
+                metrics.setdefault("exports", {})[out.name] = entry
+                records.parse_metrics(json.loads(json.dumps(metrics)), f"{target}/{records.METRICS} (to be written)")
+    q.path = out
+    if metrics is not None:
+        write_text(Path(target) / records.METRICS, json.dumps(metrics, indent=2) + "\n")
+    return Int8Export(fp32=fp32, quantized=q, dataset=evaluate, split=split, accuracy=accuracy,
+                      fp32_accuracy=fp32_accuracy, record=entry)

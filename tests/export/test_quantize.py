@@ -1,0 +1,269 @@
+"""int8 export: QDQ structure read from the file, outputs against the fp32 file in our own ORT sessions, accuracy
+recorded only as measured on the int8 file (checked against an independent evaluation here), the calibration
+adapter on every kind of source, and no partial output on failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import tensorslim
+from tensorslim import data, records, train
+from tensorslim.errors import ModelError
+from tensorslim.export import ExportError, export_onnx
+from tensorslim.export import quantize as q
+from tensorslim.export.quantize import calibration_batches, evaluate_onnx, export_int8, quantize_onnx
+
+SHAPE = (1, 28, 28)
+SYN = {"num_samples": 600, "num_test": 200}
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+
+
+def ort_out(path, x: np.ndarray) -> np.ndarray:
+    """Independent reference: a fresh plain ORT session, first output."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def ort_accuracy(path, ds) -> float:
+    """Independent top-1 accuracy: the whole split in one batch in a fresh session."""
+    x = torch.stack([ds[i][0] for i in range(len(ds))]).numpy()
+    y = np.array([ds[i][1] for i in range(len(ds))])
+    return 100.0 * float((ort_out(path, x).argmax(1) == y).mean())
+
+
+@pytest.fixture(scope="module")
+def calib() -> torch.Tensor:
+    ds = data.load("synthetic", "train", augment=False, **SYN)
+    return torch.stack([ds[i][0] for i in range(128)])
+
+
+@pytest.fixture(scope="module")
+def fp32_file(tmp_path_factory, calib):
+    path = tmp_path_factory.mktemp("fp32") / "net.onnx"
+    export_onnx(small_net(), path, SHAPE, inputs=calib[:16])
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_file(tmp_path_factory, fp32_file, calib):
+    path = tmp_path_factory.mktemp("int8") / "net.int8.onnx"
+    result = quantize_onnx(fp32_file, path, calib)
+    return path, result
+
+
+def test_int8_file_has_qdq_nodes_and_per_channel_weight_scales(int8_file, fp32_file):
+    path, result = int8_file
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 6, ops
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    convs = {n.input[1]: n for n in proto.graph.node if n.op_type == "Conv"}
+    dq = {n.output[0]: n for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    assert len(convs) == 2
+    for weight_name in convs:  # each conv weight: int8 values, one scale per output channel, axis 0
+        node = dq[weight_name]
+        w, scale = inits[node.input[0]], inits[node.input[1]]
+        assert w.dtype == np.int8 and w.ndim == 4
+        assert scale.shape == (w.shape[0],) and len(np.unique(scale)) > 1
+        axis = [a.i for a in node.attribute if a.name == "axis"]
+        assert axis in ([], [0])
+    assert path.stat().st_size < fp32_file.stat().st_size / 2.5  # 4-byte weights became 1-byte ones
+    assert result.file_bytes == path.stat().st_size and result.samples == 128
+
+
+def test_int8_outputs_are_close_to_fp32_on_calibration_like_inputs(int8_file, fp32_file):
+    path, result = int8_file
+    ds = data.load("synthetic", "test", augment=False, **SYN)
+    x = torch.stack([ds[i][0] for i in range(64)]).numpy()
+    ref, got = ort_out(fp32_file, x), ort_out(path, x)
+    per_sample = np.abs(ref - got).max(1) / np.abs(ref).max()
+    assert 0 < np.percentile(per_sample, 90) < 0.05  # quantized (not the fp32 graph), yet close
+    assert per_sample.max() < 0.3  # a sample beyond the calibrated ranges is clipped, within reason
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+    assert 0 < result.max_rel_err < 0.1
+
+
+@pytest.mark.parametrize("kind", ["tensor", "numpy", "samples", "dataset", "dataloader", "generator"])
+def test_the_calibration_adapter_takes_every_kind_of_source(fp32_file, calib, kind):
+    x = calib[:40]
+    y = torch.zeros(40, dtype=torch.long)
+    source = {"tensor": lambda: x, "numpy": lambda: x.numpy(), "samples": lambda: list(x),
+              "dataset": lambda: TensorDataset(x, y), "dataloader": lambda: DataLoader(TensorDataset(x, y), 16),
+              "generator": lambda: ((x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8))}[kind]()
+    batches = calibration_batches(source, fp32_file, samples=24, seed=None)
+    got = np.concatenate(batches)
+    assert got.dtype == np.float32 and got.shape == (24, *SHAPE)
+    np.testing.assert_array_equal(got, x[:24].numpy())  # the first 24, in order (no seed)
+
+
+def test_a_dataset_is_sampled_at_random_with_a_seed(fp32_file, calib):
+    ds = TensorDataset(calib, torch.arange(len(calib)))
+    a = np.concatenate(calibration_batches(ds, fp32_file, samples=16, seed=0))
+    b = np.concatenate(calibration_batches(ds, fp32_file, samples=16, seed=0))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, calib[:16].numpy())
+
+
+@pytest.mark.parametrize("source, match", [
+    (torch.randn(4, 3, 28, 28), "sample shape"),
+    (torch.full((4, 1, 28, 28), float("nan")), "NaN or inf"),
+    ("fashion-mnist", "must be a tensor"),
+    ([], "at least one sample"),
+    (np.array([["a"] * 28] * 28), "expected numbers"),
+])
+def test_bad_calibration_inputs_are_one_line(fp32_file, tmp_path, source, match):
+    out = tmp_path / "x.onnx"
+    with pytest.raises(ExportError, match=match) as info:
+        quantize_onnx(fp32_file, out, source)
+    assert "\n" not in str(info.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_export_verification_takes_a_dataloader_of_real_inputs(tmp_path, calib):
+    loader = DataLoader(TensorDataset(calib, torch.zeros(len(calib))), batch_size=10)
+    result = export_onnx(small_net(), tmp_path / "n.onnx", SHAPE, inputs=loader, samples=35)
+    real = [c for c in result.checks if c.source == "inputs"]
+    assert len(real) == 1 and real[0].samples == 35
+
+
+def test_evaluate_onnx_matches_an_independent_count(fp32_file):
+    ds = data.load("synthetic", "test", augment=False, **SYN)
+    got = evaluate_onnx(fp32_file, ds, batch_size=64)
+    assert got["samples"] == len(ds)
+    assert got["accuracy"] == pytest.approx(ort_accuracy(fp32_file, ds))
+
+
+# --- a model directory: export --int8, recorded in metrics.json ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """lenet5 trained for one epoch on the synthetic set (well above chance)."""
+    torch.manual_seed(0)
+    model = tensorslim.models.build("lenet5", num_classes=10)
+    train.train(model, data.load("synthetic", "train"), data.load("synthetic", "val"), train.TrainConfig(epochs=1))
+    path = tmp_path_factory.mktemp("m") / "lenet"
+    tensorslim.save(model, path, dataset="synthetic")
+    return path
+
+
+def _zero_the_classifier(path) -> None:
+    """Damage an int8 file: every int8 weight of its last Gemm becomes 0 (outputs: the bias, one class)."""
+    proto = onnx.load(str(path))
+    gemm = [n for n in proto.graph.node if n.op_type == "Gemm"][-1]
+    dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == gemm.input[1])
+    for t in proto.graph.initializer:
+        if t.name == dq.input[0]:
+            t.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(t)), t.name))
+    onnx.save(proto, str(path))
+
+
+def test_the_recorded_accuracy_is_the_one_measured_on_the_int8_file(model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "lenet.int8.onnx"
+    done = export_int8(model_dir, out, "synthetic", samples=64)
+    test = data.load("synthetic", "test", augment=False)
+    entry = json.loads((model_dir / "metrics.json").read_text())["exports"]["lenet.int8.onnx"]
+    assert entry["evaluations"]["synthetic"]["test"] == pytest.approx(ort_accuracy(out, test), abs=1e-4)
+    assert entry["calibration"] == {"dataset": "synthetic", "split": "train", "samples": 64, "seed": 0}
+    assert entry["int8"] is True and entry["bytes"] == out.stat().st_size
+    assert entry["sha256"] == tensorslim.modeldir.sha256_file(out)
+    assert done.fp32_accuracy > 30  # trained: far above chance
+
+    # A quantizer that breaks the file: the record must follow the file, not the fp32 model.
+    real = q._quantize
+
+    def broken(*args, **kwargs):
+        result = real(*args, **kwargs)
+        _zero_the_classifier(args[1])
+        return result
+
+    monkeypatch.setattr(q, "_quantize", broken)
+    bad = tmp_path / "broken.int8.onnx"
+    done = export_int8(model_dir, bad, "synthetic", samples=64)
+    entry = json.loads((model_dir / "metrics.json").read_text())["exports"]["broken.int8.onnx"]
+    measured = ort_accuracy(bad, test)
+    assert measured < 15 and done.fp32_accuracy > 30
+    assert entry["evaluations"]["synthetic"]["test"] == pytest.approx(measured, abs=1e-4)
+    assert "lenet.int8.onnx" in json.loads((model_dir / "metrics.json").read_text())["exports"]  # kept
+
+
+@pytest.mark.parametrize("stage", ["calibration", "evaluation"])
+def test_a_failed_int8_export_writes_nothing(model_dir, tmp_path, monkeypatch, stage):
+    before = (model_dir / "metrics.json").read_bytes()
+    out = tmp_path / "out" / "m.int8.onnx"
+    if stage == "calibration":
+        source = torch.randn(8, 3, 28, 28)
+    else:
+        source = "synthetic"
+
+        def fail(*args, **kwargs):
+            raise ExportError("evaluation failed")
+
+        monkeypatch.setattr(q, "evaluate_onnx", fail)
+    with pytest.raises(ExportError):
+        export_int8(model_dir, out, source, samples=32)
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert (model_dir / "metrics.json").read_bytes() == before
+
+
+def test_the_cli_exports_int8_and_refuses_bad_calibration(model_dir, tmp_path, capsys):
+    from tensorslim.cli import main
+
+    def run(argv):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            return exc.code, *capsys.readouterr()
+        return 0, *capsys.readouterr()
+
+    out = tmp_path / "cli.int8.onnx"
+    code, stdout, stderr = run(["export", str(model_dir), "--out", str(out), "--int8", "--calibrate", "synthetic",
+                                "--calibrate-samples", "32"])
+    assert code == 0, stderr
+    assert out.exists() and "int8" in stdout
+    entry = json.loads((model_dir / "metrics.json").read_text())["exports"]["cli.int8.onnx"]
+    assert entry["calibration"]["samples"] == 32
+    for args, word in ((["--int8"], "--calibrate"), (["--int8", "--calibrate", "nosuchset"], "nosuchset")):
+        bad = tmp_path / "bad.onnx"
+        code, stdout, stderr = run(["export", str(model_dir), "--out", str(bad), *args])
+        assert code == 2 and not bad.exists()
+        assert stderr.startswith("error:") and len(stderr.strip().splitlines()) == 1 and word in stderr, stderr
+
+
+# --- the metrics.json schema --------------------------------------------------------------------------------
+
+
+GOOD = {"format": "onnx", "int8": True, "bytes": 10, "evaluations": {"synthetic": {"test": 90.0}},
+        "calibration": {"dataset": "synthetic", "split": "train", "samples": 8}}
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({**GOOD, "format": "tflite"}, "'format'"),
+    ({**GOOD, "int8": 1}, "'int8'"),
+    ({**GOOD, "bytes": -1}, "'bytes'"),
+    ({**GOOD, "evaluations": {"synthetic": {"test": 101}}}, "'evaluations'"),
+    ({**GOOD, "extra": 1}, "unknown key 'extra'"),
+    ({k: v for k, v in GOOD.items() if k != "evaluations"}, "missing 'evaluations'"),
+    ({**GOOD, "calibration": {"samples": 1.5}}, "calibration.samples"),
+])
+def test_bad_export_records_are_refused(entry, match):
+    records.parse_metrics({"exports": {"f.onnx": GOOD}})
+    records.parse_metrics({"accuracy": {"test": 90.0}})  # old files, without exports, still load
+    with pytest.raises(ModelError, match=match):
+        records.parse_metrics({"exports": {"f.onnx": entry}})
