@@ -28,9 +28,10 @@ import torch
 from tensorslim import _atomic
 from tensorslim.search import Fidelity, SearchSpace, finalize, run_study
 from tensorslim.search.final import pareto_trials, train_final
-from tensorslim.search.pareto import hypervolume, normalise
+from tensorslim.search.objectives import normalise
 from tensorslim.search.run import _counts, open_study
 from tensorslim.search.space import count
+from tensorslim.study.pareto import hypervolume
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "search.json"

@@ -1,51 +1,8 @@
-"""Pareto indices, hypervolume and budgets against brute force and hand values."""
-
-import itertools
-import random
+"""Explore's budgets and pick by hand values (fronts and hypervolume: tests/study/test_study_pareto.py)."""
 
 import pytest
 
-from tensorslim.explore import ExploreError, hypervolume, pareto_indices, parse_budget, pick
-
-
-def _brute_pareto(points):
-    out = []
-    for i, p in enumerate(points):
-        dominated = any(all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)) for q in points)
-        if not dominated and all(points[j] != p for j in out):
-            out.append(i)
-    return out
-
-
-def _brute_hypervolume(points, ref):
-    """Union of boxes [p, ref] by coordinate compression: sum the cells covered by at least one box."""
-    pts = [p for p in points if all(a < r for a, r in zip(p, ref))]
-    axes = [sorted({p[k] for p in pts} | {ref[k]}) for k in range(len(ref))]
-    volume = 0.0
-    for cell in itertools.product(*[range(len(a) - 1) for a in axes]):
-        lo = [axes[k][c] for k, c in enumerate(cell)]
-        if any(all(p[k] <= lo[k] for k in range(len(ref))) for p in pts):
-            size = 1.0
-            for k, c in enumerate(cell):
-                size *= axes[k][c + 1] - axes[k][c]
-            volume += size
-    return volume
-
-
-@pytest.mark.parametrize("dims", [2, 3, 4])
-def test_pareto_and_hypervolume_match_brute_force(dims):
-    rng = random.Random(dims)
-    for _ in range(15):
-        pts = [tuple(rng.choice([0.1, 0.2, 0.3, 0.5, 0.7, 0.9]) for _ in range(dims)) for _ in range(rng.randint(1, 9))]
-        assert pareto_indices(pts) == _brute_pareto(pts)
-        ref = [1.0] * dims
-        assert hypervolume(pts, ref) == pytest.approx(_brute_hypervolume(pts, ref), abs=1e-12)
-
-
-def test_hypervolume_hand_values():
-    assert hypervolume([(0.5, 0.5)], (1, 1)) == pytest.approx(0.25)
-    assert hypervolume([(0.0, 0.5), (0.5, 0.0)], (1, 1)) == pytest.approx(0.75)
-    assert hypervolume([(2.0, 0.0)], (1, 1)) == 0.0
+from tensorslim.explore import ExploreError, parse_budget, pick
 
 
 def test_budget_parse_pick_and_closest():

@@ -13,9 +13,9 @@ from tensorslim import modeldir
 from tensorslim.cost import profile
 from tensorslim.report import write_report
 from tensorslim.search import Fidelity, SearchSpaceError, StorageError, build_network, open_storage, search
-from tensorslim.search.pareto import dominates
 from tensorslim.search.run import ATTR, run_study
 from tensorslim.search.space import head_from_fractions
+from tensorslim.study.pareto import dominates
 
 
 def _run(tmp_path, **kw):

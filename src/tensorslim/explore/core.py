@@ -42,6 +42,7 @@ from typing import Any
 
 from .. import _atomic, modeldir
 from ..errors import TensorSlimError
+from ..study.pareto import Objective, hypervolume, minimised, pareto_indices
 from ..study.progress import Ticker
 from ..study.storage import StorageError as _SharedStorageError
 from ..study.storage import create_or_load_study
@@ -49,7 +50,7 @@ from ..study.storage import open_storage as _shared_open_storage
 from ..study.storage import redact as _redact
 from .evaluate import _Evaluator, _finetune, lowfi_accuracy
 from .latency import LatencyCache, LayerTimer, describe
-from .pareto import Budget, hypervolume, pareto_indices, parse_budget, pick
+from .pareto import Budget, parse_budget, pick
 from .space import (
     DEFAULT_METHODS,
     ErrorCache,
@@ -60,7 +61,11 @@ from .space import (
     prune,
 )
 
-OBJECTIVES = ("macs", "memory", "params", "latency", "accuracy")
+#: the objectives explore can optimise, by name
+OBJECTIVE = {"macs": Objective("macs", unit="MACs"), "memory": Objective("memory", unit="bytes"),
+             "params": Objective("params", unit="parameters"), "latency": Objective("latency", unit="ms"),
+             "accuracy": Objective("accuracy", "maximize", "%")}
+OBJECTIVES = tuple(OBJECTIVE)
 DEFAULT_OBJECTIVES = ("macs", "memory", "accuracy")
 FORMAT = "tensorslim-explore"
 
@@ -242,7 +247,8 @@ def explore(
         "choices": [[s.name, [p.key for p in s.survivors]] for s in live]}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = ["maximize" if o == "accuracy" else "minimize" for o in objectives]
+    objs = [OBJECTIVE[o] for o in objectives]
+    directions = [o.direction for o in objs]
     if sampler == "nsga2":
         samp = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, max_evals // 5)))
     else:
@@ -279,10 +285,7 @@ def explore(
                            callbacks=[Ticker(todo, "low-fidelity trials", log)])
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
-    def minimised(values: Sequence[float]) -> list[float]:
-        return [-v if o == "accuracy" else v for o, v in zip(objectives, values)]
-
-    lowfi_front = [trials[i] for i in pareto_indices([minimised(t.values) for t in trials])]
+    lowfi_front = [trials[i] for i in pareto_indices([minimised(t.values, objs) for t in trials])]
     # deduplicate equal choices (a resumed NSGA-II may repeat a point)
     uniq: dict[str, Any] = {}
     for t in lowfi_front:
@@ -304,8 +307,7 @@ def explore(
                      "finetune_lr": rate,
                      "lowfi_accuracy": t.values[objectives.index("accuracy")], **c})
         log(f"  trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} val acc {val_acc:.2f} %")
-    front = [hifi[i] for i in pareto_indices([minimised([h["val_accuracy"] if o == "accuracy" else h[o]
-                                                         for o in objectives]) for h in hifi])]
+    front = [hifi[i] for i in pareto_indices([minimised({**h, "accuracy": h["val_accuracy"]}, objs) for h in hifi])]
     front.sort(key=lambda h: h["macs"])
     base_test = evaluate(model, test_set)["accuracy"]
     base_val = evaluate(model, val_set)["accuracy"]

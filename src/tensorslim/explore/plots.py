@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from .pareto import pareto_indices
+from ..study.pareto import pareto_indices
 
 
 def _figure(ncols: int = 2):

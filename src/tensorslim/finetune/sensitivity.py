@@ -16,7 +16,9 @@ is written after every layer, so an interrupted run resumes.
 * ``{"max_drop": 0.5}``: the summed predicted accuracy drop (points) may not exceed this.
 
 Rule (greedy, sensitivity-proportional in the sense of the CP-TPM paper: a layer's rank is lowered in
-proportion to how little accuracy that costs): every layer starts dense. A *move* switches one layer from its
+proportion to how little accuracy that costs): every layer starts dense. Each layer's measured points are first
+reduced to their Pareto set over (params, MACs, drop) (:func:`tensorslim.study.pareto.pareto_indices`): a
+point that another beats or equals on all three is never a better move. A *move* switches one layer from its
 current option to any cheaper measured point (any method, any rank). Its score is::
 
     max(0, drop(new) - drop(current)) / saving,   saving = sum over the objectives of (cost_cur - cost_new) / total
@@ -41,6 +43,7 @@ from torch import nn
 
 from .. import _atomic
 from ..errors import DecompositionError, TensorSlimError
+from ..study.pareto import pareto_indices
 
 DEFAULT_GRID = (0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6)
 DEFAULT_METHODS = ("svd", "tucker2")
@@ -228,7 +231,9 @@ def allocate(model: nn.Module, budget: str | Mapping[str, float], sens: Mapping[
     options: dict[str, list[dict[str, Any]]] = {}
     for name, e in layers.items():
         dense = {"method": None, "params": e["dense_params"], "macs": e["dense_macs"], "drop": 0.0}
-        options[name] = [dense, *e["points"]]
+        points = e["points"]
+        front = pareto_indices([(p["params"], p["macs"], max(0.0, float(p["drop"]))) for p in points])
+        options[name] = [dense, *[points[i] for i in front]]
     current = {name: 0 for name in options}
     used = {k: totals[k] for k in totals}  # running totals of the whole model
 

@@ -6,15 +6,17 @@
 * :mod:`.run` — :func:`search` = :func:`run_study` (the worker loop on a shared Optuna study) +
   :func:`finalize` (full-fidelity retraining of the Pareto set, baselines, ``pareto.json``, report).
 * :mod:`.storage` — storages (RDB URLs, journal files) with heartbeats and retry of dead workers' trials.
-* :mod:`.pareto` — objectives, Pareto fronts, hypervolume, latency measurement.
+* :mod:`.objectives` — the objectives, their normalised vectors, latency measurement; Pareto fronts and
+  hypervolume are :mod:`tensorslim.study.pareto`'s.
 
 The click command is :func:`tensorslim.cli.search.search_cmd`.
 """
 
 from __future__ import annotations
 
+from ..study.pareto import hypervolume, pareto_indices
 from .final import finalize, pareto_trials, study_hypervolume
-from .pareto import OBJECTIVES, hypervolume, pareto_indices
+from .objectives import OBJECTIVES
 from .run import Fidelity, Pruner, SearchResult, open_study, run_study, search
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, default_space
 from .storage import StorageError, open_storage

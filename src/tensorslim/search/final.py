@@ -16,7 +16,8 @@ import torch
 
 from .. import _atomic
 from ..errors import TensorSlimError
-from .pareto import hypervolume, normalise, pareto_indices
+from ..study.pareto import hypervolume, minimised, pareto_indices
+from .objectives import OBJECTIVES, normalise
 from .run import ATTR, Fidelity, SearchResult, _counts
 from .space import SearchSpace, spec
 
@@ -30,8 +31,7 @@ def pareto_trials(study: Any) -> list[Any]:
 
     objectives = study.user_attrs[ATTR]["objectives"]
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
-    vecs = [[-t.user_attrs["values"]["accuracy"] if o == "accuracy" else t.user_attrs["values"][o]
-             for o in objectives] for t in trials]
+    vecs = [minimised(t.user_attrs["values"], [OBJECTIVES[o] for o in objectives]) for t in trials]
     keep = [trials[i] for i in pareto_indices(vecs)]
     seen, out = set(), []
     for t in sorted(keep, key=lambda t: -t.user_attrs["values"]["accuracy"]):
@@ -43,7 +43,7 @@ def pareto_trials(study: Any) -> list[Any]:
 
 
 def study_hypervolume(study: Any, reference: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
-    """Hypervolume of the study's COMPLETE trials (normalised, see :mod:`.pareto`) and the reference used."""
+    """Hypervolume of the study's COMPLETE trials (normalised, see :mod:`.objectives`) and the reference used."""
     from optuna.trial import TrialState
 
     defn = study.user_attrs[ATTR]

@@ -29,7 +29,7 @@ import torch
 from .. import _interrupt
 from ..errors import TensorSlimError
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
-from .pareto import OBJECTIVES, check_objectives, measure_latency
+from .objectives import OBJECTIVES, check_objectives, measure_latency
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
 from .strategy import get_strategy
 from .workers import _clear_stale_journal_lock, _release_gone_workers, _worker_id, storage_url_for
@@ -163,7 +163,7 @@ def open_study(name: str, storage_url: str, defn: dict[str, Any], *, sampler: An
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                            max_retry=max_retry)
-    directions = [OBJECTIVES[o] for o in defn["objectives"]]
+    directions = [OBJECTIVES[o].direction for o in defn["objectives"]]
     try:  # race-safe: every worker may be creating this study at the same moment
         study = create_or_load_study(name, storage, sampler=sampler, directions=directions)
     except Exception as err:  # noqa: BLE001

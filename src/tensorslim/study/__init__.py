@@ -2,6 +2,8 @@
 
 * :mod:`.storage` — where an Optuna study lives (RDB URLs, journal files, memory), opened race-safely by any
   number of workers at once; heartbeats and the retry of dead workers' trials; :func:`create_or_load_study`.
+* :mod:`.pareto` — objectives (name, direction, unit), Pareto fronts, hypervolume, and picking a point under
+  a budget (:mod:`.budget`, the one budget syntax); used by explore, search and the finetune allocation.
 
 Importing this package does not import torch.
 """
