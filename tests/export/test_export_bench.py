@@ -147,3 +147,17 @@ def test_bad_targets(tmp_path):
         benchmark(fixed, against=small(4), input_shape=(3, 9, 9), batch_sizes=(2,))
     with pytest.raises(BenchError, match="fails at batch"):
         benchmark(nn.Linear(5, 2), runtime="torch", input_shape=(3,), batch_sizes=(1,))
+
+
+def test_memory_and_file_size_next_to_latency(tmp_path):
+    """Peak RSS of the session per batch size (the peak so far, so non-decreasing) and the file size, in the JSON
+    and in each row of the table."""
+    path = export_onnx(small(8), tmp_path / "m.onnx", (3, 8, 8)).path
+    res = benchmark(path, batch_sizes=(1, 16), **FAST)
+    m = res.to_dict()["models"][0]
+    assert m["file_bytes"] == path.stat().st_size
+    peaks = [t["peak_rss_bytes"] for t in m["timings"]]
+    assert all(isinstance(p, int) and 0 <= p <= m["peak_rss_bytes"] < 2 << 30 for p in peaks)
+    assert peaks == sorted(peaks)
+    rows = [ln for ln in format_table(res).splitlines() if ln.startswith("m  ")]
+    assert len(rows) == 2 and all(ln.endswith(f"{m['file_bytes'] / 1000:.1f} kB") for ln in rows)  # 1-999 kB

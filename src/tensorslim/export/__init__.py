@@ -1,4 +1,4 @@
-"""ONNX export with ONNX Runtime verification, graph passes, and latency benchmarks.
+"""ONNX and ExecuTorch export, verified in their runtimes, graph passes, and latency benchmarks.
 
 One job per module:
 
@@ -13,6 +13,8 @@ One job per module:
 * :mod:`.passes` - graph-rewrite passes on an ``onnx.ModelProto`` (:func:`pad_channels`, :func:`apply_passes`)
 * :mod:`.session` - :func:`ort_session`, the ONNX Runtime CPU session every check and benchmark uses
 * :mod:`.hardware` - CPU model and flags, :func:`nchwc_block`, the machine description of a benchmark
+* :mod:`.pte` - :func:`export_pte`, :func:`lower_program` (:class:`PteResult`): ExecuTorch programs lowered to
+  XNNPACK, verified in ``executorch.runtime`` (the ``tensorslim[edge]`` extra; :class:`EdgeUnavailableError`)
 * :mod:`.bench` - :func:`benchmark` (paired alternation), :func:`format_table`; with :mod:`.runners` (one
   model in one runtime) and :mod:`.memory` (resident set size)
 
@@ -37,12 +39,14 @@ _NAMES = {
     "pad_channels": "passes", "apply_passes": "passes",
     "ort_session": "session", "nchwc_block": "hardware",
     "benchmark": "bench", "format_table": "bench", "BenchResult": "bench",
+    "export_pte": "pte", "lower_program": "pte", "PteResult": "pte", "EdgeUnavailableError": "pte",
 }
 
 __all__ = [
-    "BenchError", "BenchResult", "Check", "ExportError", "ExportResult", "GraphInfo", "VerificationError",
-    "apply_passes", "benchmark", "dataset_inputs", "export_onnx", "export_target", "format_table",
-    "inspect_onnx", "nchwc_block", "node_summary", "ort_session", "pad_channels",
+    "BenchError", "BenchResult", "Check", "EdgeUnavailableError", "ExportError", "ExportResult", "GraphInfo",
+    "PteResult", "VerificationError", "apply_passes", "benchmark", "dataset_inputs", "export_onnx",
+    "export_pte", "export_target", "format_table", "inspect_onnx", "lower_program", "nchwc_block",
+    "node_summary", "ort_session", "pad_channels",
     "Int8Export", "QuantizeResult", "evaluate_onnx", "export_int8", "input_batches", "quantize_onnx",
 ]
 
@@ -53,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hardware import nchwc_block
     from .onnx import ExportResult, dataset_inputs, export_onnx, export_target
     from .passes import apply_passes, pad_channels
+    from .pte import EdgeUnavailableError, PteResult, export_pte, lower_program
     from .quantize import Int8Export, QuantizeResult, evaluate_onnx, export_int8, quantize_onnx
     from .session import ort_session
     from .verify import Check, VerificationError, input_batches

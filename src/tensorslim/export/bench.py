@@ -1,7 +1,7 @@
-"""Latency benchmarks on the CPU: ONNX Runtime or PyTorch, one model or two timed in alternation.
+"""Latency benchmarks on the CPU: ONNX Runtime, ExecuTorch or PyTorch, one model or two timed in alternation.
 
-:func:`benchmark` times a target (an ``nn.Module``, an ``.onnx`` file or a tensorslim model directory) at
-several batch sizes and returns a :class:`BenchResult` (``to_dict()`` is JSON-able; :func:`format_table`
+:func:`benchmark` times a target (an ``nn.Module``, an ``.onnx`` or ``.pte`` file, or a tensorslim model
+directory) at several batch sizes and returns a :class:`BenchResult` (``to_dict()`` is JSON-able; :func:`format_table`
 renders it for a terminal).
 
 How the timing is done
@@ -14,6 +14,10 @@ How the timing is done
 * PyTorch runs a private copy of the model in eval mode, in ``torch.inference_mode()``, with weights and
   inputs in ``channels_last`` memory format (4-D inputs). A module timed with ``runtime="ort"`` is first
   exported with :func:`tensorslim.export.export_onnx` (dynamic batch, verified) into a temporary file.
+* ``runtime="executorch"`` (the ``tensorslim[edge]`` extra) runs ``.pte`` programs lowered to XNNPACK in
+  ``executorch.runtime``, the XNNPACK thread pool set to ``threads`` (:class:`.pte.PteRunner`). Programs have
+  a fixed batch: a module is exported (verified) to one program per batch size, a ``.pte`` file is timed at
+  its own batch.
 * Per batch size: ``warmup`` untimed runs of every model, then ``repeats`` timed rounds. With ``against`` the
   two models run in ALTERNATION (A, B, A, B, ...) on the same input array, so slow drifts of the machine
   (frequency, other tenants) hit both alike. The reported speedup is the median over rounds of
@@ -23,18 +27,23 @@ How the timing is done
 
 What the memory figures are (be careful with them)
 --------------------------------------------------
-There is no API for the peak memory of an ONNX Runtime CPU session, so both runtimes are measured the same
-way, from the process's resident set size (``/proc/self/statm``, Linux; ``None`` elsewhere):
+There is no API for the peak memory of an ONNX Runtime or ExecuTorch session, so every runtime is measured
+the same way, from the process's resident set size (``/proc/self/statm``, Linux; ``None`` elsewhere;
+:class:`.memory.PeakRss`):
 
-* ``load_rss_bytes``: RSS after creating the session / copying the module minus RSS just before
-  (weights, session structures, ORT's pre-packed weights).
-* ``peak_rss_bytes``: the highest RSS sampled every millisecond during one first run at every batch size,
-  minus the same baseline: weights plus activations and allocator arenas at the largest batch.
+* ``load_rss_bytes``: RSS after creating the session (or loading the programs, or copying the module) minus
+  RSS just before: weights, session structures, pre-packed weights (ORT, XNNPACK).
+* ``peak_rss_bytes`` of a model: the highest RSS sampled every millisecond during one first run at every
+  batch size, minus the same baseline: weights plus activations and allocator arenas at the largest batch.
+  Each :class:`Timing` has its own ``peak_rss_bytes``: the same peak up to the end of that batch size's first
+  run (batch sizes run in the order given, so a later one includes the arenas an earlier one left).
+  For ExecuTorch, a module's session holds one program per batch size.
 
 Both are process-level deltas: memory that an earlier step freed but the allocator kept is reused silently,
 so with ``against`` the second model's figures can read low; compare memory from separate runs when it
 matters.
-``file_bytes`` is the ONNX file size (or ``weights.safetensors`` for a model directory timed in PyTorch);
+``file_bytes`` is the ONNX or ``.pte`` file size (or ``weights.safetensors`` for a model directory timed in
+PyTorch);
 ``weight_bytes`` the bytes of the stored initializers / the module's parameters and buffers.
 """
 
@@ -54,12 +63,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import roofline
 from ._common import BenchError, check_input_shape, one_line
 from .hardware import machine
 from .memory import PeakRss, rss_bytes
 from .runners import Runner, make_runner
 
-Runtime = Literal["ort", "torch"]
+Runtime = Literal["ort", "torch", "executorch"]
+RUNTIMES = ("ort", "torch", "executorch")
 Target = nn.Module | str | os.PathLike
 
 DEFAULT_WARMUP = 5
@@ -79,13 +90,14 @@ class Timing:
     mean_ms: float
     throughput: float  # samples per second at the median
     times_ms: list[float]
+    peak_rss_bytes: int | None = None  # session's peak RSS growth up to this batch size's first run
 
     @classmethod
-    def of(cls, batch: int, times_ns: Sequence[int]) -> Timing:
+    def of(cls, batch: int, times_ns: Sequence[int], peak_rss_bytes: int | None = None) -> Timing:
         ms = [t / 1e6 for t in times_ns]
         med = statistics.median(ms)
         return cls(batch, med, min(ms), max(ms), statistics.fmean(ms),
-                   batch / (med / 1e3) if med > 0 else float("inf"), [round(t, 6) for t in ms])
+                   batch / (med / 1e3) if med > 0 else float("inf"), [round(t, 6) for t in ms], peak_rss_bytes)
 
 
 @dataclasses.dataclass
@@ -126,6 +138,7 @@ class BenchResult:
     models: list[ModelBench]
     comparison: list[Ratio] | None
     notes: list[str] = dataclasses.field(default_factory=list)
+    roofline: dict[str, Any] | None = None  # ORT: GFLOP/s against this CPU's measured GEMM peak (.roofline)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -192,11 +205,13 @@ def benchmark(
     """Time ``target`` (and ``against``, in alternation) at each batch size; see the module docstring.
 
     Args:
-        target: an ``nn.Module``, an ``.onnx`` file, or a tensorslim model directory.
-        batch_sizes: batch sizes to time (an ONNX file with a fixed batch is timed at its own batch only, and
-            the result's notes say so).
+        target: an ``nn.Module``, an ``.onnx`` file, a ``.pte`` file (``runtime="executorch"``), or a
+            tensorslim model directory.
+        batch_sizes: batch sizes to time (an ONNX or ``.pte`` file with a fixed batch is timed at its own
+            batch only, and the result's notes say so).
         threads: intra-op threads for both runtimes; None: ``torch.get_num_threads()``.
-        runtime: ``"ort"`` (ONNX Runtime; modules are exported first) or ``"torch"`` (PyTorch eager).
+        runtime: ``"ort"`` (ONNX Runtime; modules are exported first), ``"executorch"`` (ExecuTorch with
+            XNNPACK, the ``tensorslim[edge]`` extra; modules are exported first) or ``"torch"`` (PyTorch eager).
         against: a second model, timed in alternation with the target; the result then has ``comparison``.
         warmup: untimed runs per model and batch size; repeats: timed runs per model and batch size.
         input_shape: one sample's shape without batch; needed for a module unless it carries one (models
@@ -205,10 +220,11 @@ def benchmark(
         seed: seed of the random input.
 
     Raises:
-        BenchError (a TensorSlimError): bad arguments, an unreadable file, mismatched input shapes.
+        BenchError (a TensorSlimError): bad arguments, an unreadable file, mismatched input shapes;
+        ``pte.EdgeUnavailableError`` (a TensorSlimError) for ``"executorch"`` without the extra.
     """
-    if runtime not in ("ort", "torch"):
-        raise BenchError(f"runtime must be 'ort' or 'torch', got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise BenchError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {runtime!r}")
     n_threads = _check_threads(threads)
     batches = _check_batches(batch_sizes)
     warmup = _check_count(warmup, "warmup", 0)
@@ -225,17 +241,24 @@ def benchmark(
         try:
             torch.set_num_threads(n_threads)
             targets = [target] if against is None else [target, against]
+            make = make_runner
+            if runtime == "executorch":
+                from .pte import make_pte_runner as make
             for i, t in enumerate(targets):
-                runners.append(make_runner(t, runtime, labels[i] if labels else None, shape, Path(tmp),
-                                           f"model{i}"))
+                runners.append(make(t, runtime, labels[i] if labels else None, shape, Path(tmp), f"model{i}"))
             shape = _common_shape(runners, shape)
             if len(runners) == 2 and runners[0].label == runners[1].label:
                 runners[0].label += " (target)"
                 runners[1].label += " (against)"
             batches = _fixed_batch(runners, batches, notes)
+            for r in runners:
+                prepare = getattr(r, "prepare", None)  # ExecuTorch: one program per batch size
+                if prepare is not None:
+                    prepare(shape, batches)
             rng = np.random.default_rng(seed)
             inputs = {b: rng.standard_normal((b, *shape), dtype=np.float32) for b in batches}
-            results = [_load_and_measure(r, n_threads, inputs) for r in runners]
+            measured = [_load_and_measure(r, n_threads, inputs) for r in runners]
+            results = [m for m, _ in measured]
             comparison = [] if len(runners) == 2 else None
             with torch.inference_mode():
                 for b in batches:
@@ -249,25 +272,26 @@ def benchmark(
                             t0 = time.perf_counter_ns()
                             call()
                             times[k].append(time.perf_counter_ns() - t0)
-                    for res, ts in zip(results, times):
-                        res.timings.append(Timing.of(b, ts))
+                    for (res, peaks), ts in zip(measured, times):
+                        res.timings.append(Timing.of(b, ts, peaks[b]))
                     if comparison is not None:
                         ratios = [tb / ta for ta, tb in zip(times[0], times[1]) if ta > 0]
                         comparison.append(Ratio(b, statistics.median(ratios), min(ratios), max(ratios)))
+            roof = roofline.of_runners(runners, results, n_threads) if runtime == "ort" else None
         finally:
             torch.set_num_threads(previous_threads)
             torch.set_flush_denormal(False)
-            for r in runners:
+            for r in reversed(runners):  # the last one loaded restores process-wide settings first
                 r.close()
     if n_threads > (os.cpu_count() or n_threads):
         notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
     return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
                        batch_sizes=batches, machine=machine(), models=results, comparison=comparison,
-                       notes=notes)
+                       notes=notes, roofline=roof)
 
 
 def _fixed_batch(runners: list[Runner], batches: tuple[int, ...], notes: list[str]) -> tuple[int, ...]:
-    """The batch sizes to time: an ONNX file with a fixed batch is timed at its own batch, with a note."""
+    """The batch sizes to time: a file with a fixed batch is timed at its own batch, with a note."""
     fixed = [r for r in runners if r.fixed_batch is not None]
     if not fixed:
         return batches
@@ -276,7 +300,7 @@ def _fixed_batch(runners: list[Runner], batches: tuple[int, ...], notes: list[st
                          f"{fixed[1].fixed_batch}: they cannot be timed at the same batch size")
     own = fixed[0].fixed_batch
     if batches != (own,):
-        notes.append(f"{fixed[0].label}: the ONNX file has a fixed batch of {own}; timed at batch {own} only "
+        notes.append(f"{fixed[0].label}: the file has a fixed batch of {own}; timed at batch {own} only "
                      f"(asked for {', '.join(map(str, batches))})")
     return (own,)
 
@@ -294,25 +318,31 @@ def _common_shape(runners: list[Runner], shape: tuple[int, ...] | None) -> tuple
     return shape
 
 
-def _load_and_measure(r: Runner, threads: int, inputs: dict[int, np.ndarray]) -> ModelBench:
-    """Load ``r`` and run it once per batch size, measuring the RSS growth (see the module docstring)."""
+def _load_and_measure(r: Runner, threads: int, inputs: dict[int, np.ndarray]
+                      ) -> tuple[ModelBench, dict[int, int | None]]:
+    """Load ``r`` and run it once per batch size, measuring the RSS growth (see the module docstring); also
+    the peak growth up to each batch size's run."""
     gc.collect()
     base = rss_bytes()
     r.load(threads)
     loaded = rss_bytes()
+
+    def delta(rss: int | None) -> int | None:
+        return None if base is None or rss is None else max(0, rss - base)
+
+    per_batch: dict[int, int | None] = {}
     with torch.inference_mode(), PeakRss() as peak:
-        for x in inputs.values():
+        for b, x in inputs.items():
             try:
                 r.bind(x)()
             except Exception as err:  # noqa: BLE001 - report the user's model failure in one line
                 raise BenchError(f"{r.label}: fails at batch {x.shape[0]} with input shape {x.shape[1:]}: "
                                  f"{one_line(err)}") from None
+            per_batch[b] = delta(peak.sample())
     return ModelBench(
         label=r.label, runtime=r.runtime, source=r.source, file_bytes=r.file_bytes,
-        weight_bytes=r.weight_bytes,
-        load_rss_bytes=None if base is None or loaded is None else max(0, loaded - base),
-        peak_rss_bytes=None if base is None or peak.peak is None else max(0, peak.peak - base),
-    )
+        weight_bytes=r.weight_bytes, load_rss_bytes=delta(loaded), peak_rss_bytes=delta(peak.peak),
+    ), per_batch
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -333,12 +363,14 @@ def format_table(result: BenchResult | dict[str, Any]) -> str:
              f"warm-up {d['warmup']}, {d['repeats']} timed runs per model and batch"]
     width = max([len("model"), *(len(m["label"]) for m in d["models"])])
     lines.append(f"{'model':<{width}}  {'batch':>5}  {'median ms':>10}  {'min-max ms':>17}  "
-                 f"{'samples/s':>10}")
+                 f"{'samples/s':>10}  {'peak RSS':>9}  {'file':>9}")
     for m in d["models"]:
         for t in m["timings"]:
             span = f"{t['min_ms']:.3f}-{t['max_ms']:.3f}"
+            peak = t.get("peak_rss_bytes")
+            peak = "n/a" if peak is None else "+" + _fmt_bytes(peak)
             lines.append(f"{m['label']:<{width}}  {t['batch']:>5}  {t['median_ms']:>10.3f}  {span:>17}  "
-                         f"{t['throughput']:>10.1f}")
+                         f"{t['throughput']:>10.1f}  {peak:>9}  {_fmt_bytes(m['file_bytes']):>9}")
     for m in d["models"]:
         lines.append(f"{m['label']}: file {_fmt_bytes(m['file_bytes'])}, "
                      f"weights {_fmt_bytes(m['weight_bytes'])}, "
@@ -350,5 +382,6 @@ def format_table(result: BenchResult | dict[str, Any]) -> str:
                      f"> 1 means {a!r} is faster):")
         for c in d["comparison"]:
             lines.append(f"  batch {c['batch']:>5}: {c['speedup']:.2f}x  ({c['min']:.2f}-{c['max']:.2f})")
+    lines.extend(roofline.format_lines(d.get("roofline") or {}))
     lines.extend(f"note: {n}" for n in d.get("notes", []))
     return "\n".join(lines)

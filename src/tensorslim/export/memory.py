@@ -22,7 +22,12 @@ def rss_bytes() -> int | None:
 
 
 class PeakRss:
-    """Sample the RSS every ``interval`` seconds in a background thread while the block runs."""
+    """Sample the RSS every ``interval`` seconds in a background thread while the block runs.
+
+    ``peak`` is the highest RSS seen (bytes, None where unavailable): the whole process, so it includes what
+    the block allocated (session, weights, activations, allocator arenas) on top of what was resident before.
+    :meth:`sample` reads the RSS once more and returns the peak so far, e.g. at the end of one step.
+    """
 
     def __init__(self, interval: float = 0.001):
         self.interval = interval
@@ -34,6 +39,11 @@ class PeakRss:
         rss = rss_bytes()
         if rss is not None:
             self.peak = rss if self.peak is None else max(self.peak, rss)
+
+    def sample(self) -> int | None:
+        """Sample now; the peak so far."""
+        self._sample()
+        return self.peak
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -36,12 +36,12 @@ from .graph import inspect_onnx
 from .hardware import nchwc_block  # noqa: F401 - re-exported: scripts in benchmarks/ import it from here
 from .realise import check_realise, finish_file
 from .session import ort_session  # noqa: F401 - re-exported: scripts in benchmarks/ import it from here
-from .verify import Check, as_inputs
+from .verify import Check, CheckedResult, as_inputs
 from .verify import verify as verify_onnx
 
 
 @dataclasses.dataclass
-class ExportResult:
+class ExportResult(CheckedResult):
     """The outcome of :func:`export_onnx`; ``to_dict()`` is JSON-able."""
 
     path: Path
@@ -58,18 +58,6 @@ class ExportResult:
     rtol: float
     notes: list[str] = dataclasses.field(default_factory=list)
     padded_params: int = 0  # zero weights the pad_channels pass added to onnx_params
-
-    @property
-    def verified(self) -> bool:
-        return bool(self.checks)
-
-    @property
-    def max_abs_err(self) -> float | None:
-        return max((c.max_abs_err for c in self.checks), default=None)
-
-    @property
-    def max_rel_err(self) -> float | None:
-        return max((c.max_rel_err for c in self.checks), default=None)
 
     @property
     def reconstructs_weights(self) -> bool:

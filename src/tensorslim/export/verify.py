@@ -47,6 +47,24 @@ class Check:
         return dataclasses.asdict(self)
 
 
+class CheckedResult:
+    """The verification summary of an export result that has a ``checks`` list of :class:`Check`."""
+
+    checks: list[Check]
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.checks)
+
+    @property
+    def max_abs_err(self) -> float | None:
+        return max((c.max_abs_err for c in self.checks), default=None)
+
+    @property
+    def max_rel_err(self) -> float | None:
+        return max((c.max_rel_err for c in self.checks), default=None)
+
+
 #: How many real samples a Dataset, DataLoader or other iterable gives by default (a tensor: all of it).
 DEFAULT_SAMPLES = 512
 
@@ -173,17 +191,18 @@ def flatten_outputs(out: Any, where: str) -> list[torch.Tensor]:
                       f"got {type(out).__name__}")
 
 
-def compare(ref: list[torch.Tensor], got: list[np.ndarray], where: str) -> tuple[float, float]:
+def compare(ref: list[torch.Tensor], got: list[np.ndarray], where: str,
+            runtime: str = "ONNX Runtime") -> tuple[float, float]:
     """(max abs error, max error relative to the largest ``|ref|``) over all outputs; NaN in both is equal."""
     if len(ref) != len(got):
-        raise VerificationError(f"{where}: ONNX Runtime returns {len(got)} outputs, PyTorch {len(ref)}")
+        raise VerificationError(f"{where}: {runtime} returns {len(got)} outputs, PyTorch {len(ref)}")
     max_abs, max_rel = 0.0, 0.0
     for i, (r, g) in enumerate(zip(ref, got)):
         r = r.detach().cpu().numpy().astype(np.float64)
         g = np.asarray(g, dtype=np.float64)
         if r.shape != g.shape:
             raise VerificationError(
-                f"{where}: output {i} has shape {g.shape} in ONNX Runtime but {r.shape} in PyTorch "
+                f"{where}: output {i} has shape {g.shape} in {runtime} but {r.shape} in PyTorch "
                 "(a shape was frozen during export; try exporter='dynamo' or a fixed batch)")
         diff = np.abs(r - g)
         both_nan = np.isnan(r) & np.isnan(g)
