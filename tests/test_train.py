@@ -82,8 +82,10 @@ def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
     ds = data.load("synthetic", "train", num_samples=256, num_classes=4, input_shape=(1, 8, 8))
-    train_mod.train(model, ds, None, train_mod.TrainConfig(epochs=1, batch_size=32), log=None)
+    train_mod.train(model, ds, None, train_mod.TrainConfig(epochs=1, batch_size=32), log=lambda _m: None)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1/1:")]
     assert len(lines) == 7  # batches 1..7 of 8 (the last one ends the epoch)
     assert lines[0].startswith("epoch 1/1: 1/8 batches (12 %), loss ") and lines[-1].endswith(" s")
     assert all("ETA" in line for line in lines)
+    train_mod.train(model, ds, None, train_mod.TrainConfig(epochs=1, batch_size=32), log=None)
+    assert capsys.readouterr().err == ""  # log=None: silent (low-fidelity fine-tuning inside a search)

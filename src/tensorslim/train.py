@@ -173,7 +173,8 @@ def train(
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place and return the per-epoch history.
 
-    ``params`` restricts which parameters are optimised (e.g. only new factors); ``out`` makes the run
+    ``log=None`` runs silently (no progress bar or lines either). ``params`` restricts which parameters are
+    optimised (e.g. only new factors); ``out`` makes the run
     checkpointed and resumable; ``save_kwargs`` go to :func:`tensorslim.modeldir.save` (dataset name...).
 
     Under ``torchrun`` (a process group started by :func:`tensorslim.distributed.init_from_env`) the same loop
@@ -185,6 +186,7 @@ def train(
 
     info = distributed.current()
     cfg = cfg or TrainConfig()
+    show_progress = info.is_main and log is not None  # log=None: silent, progress bar or lines included
     log = (log or (lambda _msg: None)) if info.is_main else (lambda _msg: None)
     train_set = user_data.unwrap(train_set, "train data")
     val_set = None if val_set is None else user_data.unwrap(val_set, "val data")
@@ -220,7 +222,7 @@ def train(
         net.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=info.is_main)
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress)
         for i, (x, y) in enumerate(_batches(local_set, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)):
             if i >= steps_per_epoch:
                 break
