@@ -63,7 +63,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import roofline
 from ._common import BenchError, check_input_shape, one_line
 from .hardware import machine
 from .memory import PeakRss, rss_bytes
@@ -138,7 +137,6 @@ class BenchResult:
     models: list[ModelBench]
     comparison: list[Ratio] | None
     notes: list[str] = dataclasses.field(default_factory=list)
-    roofline: dict[str, Any] | None = None  # ORT: GFLOP/s against this CPU's measured GEMM peak (.roofline)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -277,7 +275,6 @@ def benchmark(
                     if comparison is not None:
                         ratios = [tb / ta for ta, tb in zip(times[0], times[1]) if ta > 0]
                         comparison.append(Ratio(b, statistics.median(ratios), min(ratios), max(ratios)))
-            roof = roofline.of_runners(runners, results, n_threads) if runtime == "ort" else None
         finally:
             torch.set_num_threads(previous_threads)
             torch.set_flush_denormal(False)
@@ -287,7 +284,7 @@ def benchmark(
         notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
     return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
                        batch_sizes=batches, machine=machine(), models=results, comparison=comparison,
-                       notes=notes, roofline=roof)
+                       notes=notes)
 
 
 def _fixed_batch(runners: list[Runner], batches: tuple[int, ...], notes: list[str]) -> tuple[int, ...]:
@@ -382,6 +379,5 @@ def format_table(result: BenchResult | dict[str, Any]) -> str:
                      f"> 1 means {a!r} is faster):")
         for c in d["comparison"]:
             lines.append(f"  batch {c['batch']:>5}: {c['speedup']:.2f}x  ({c['min']:.2f}-{c['max']:.2f})")
-    lines.extend(roofline.format_lines(d.get("roofline") or {}))
     lines.extend(f"note: {n}" for n in d.get("notes", []))
     return "\n".join(lines)
