@@ -10,7 +10,7 @@ from tensorslim import data, modeldir, surgery
 from tensorslim.cli.explore import explore_cmd
 from tensorslim.cost import profile
 from tensorslim.errors import TensorSlimError
-from tensorslim.explore import ExploreError, StorageError, explore, pareto_indices
+from tensorslim.explore import ExploreConfig, ExploreError, StorageError, explore, pareto_indices
 from tensorslim.train import evaluate
 
 from .conftest import SYNTH
@@ -64,8 +64,9 @@ def test_low_fidelity_values_match_an_independent_compress(run, tiny_dir):
 
 
 def test_rerun_resumes_the_study(run, tiny_dir):
+    """A rerun, here given as an ExploreConfig rather than keywords, finds the same study complete."""
     msgs = []
-    again = explore(tiny_dir, "synthetic", out=run.out, **{**FAST, "log": msgs.append})
+    again = explore(tiny_dir, "synthetic", ExploreConfig(out=run.out, **{**FAST, "log": msgs.append}))
     assert any("12 trials done, running 0 more" in m for m in msgs)
     assert again.pareto["search"]["trials"] == 12
     assert again.pareto["search"]["study"] == run.pareto["search"]["study"]
@@ -99,6 +100,8 @@ def test_bad_storage_and_bad_input(tiny_dir, tmp_path):
         explore(tiny_dir, "synthetic", out=tmp_path / "o2", **{**FAST, "max_error": 1e-12})
     with pytest.raises(ExploreError, match="budget term 'flops<=2'"):
         explore(tiny_dir, "synthetic", out=tmp_path / "o3", budget="flops<=2", **FAST)
+    with pytest.raises(TypeError, match="a config or keyword options, not both"):
+        explore(tiny_dir, "synthetic", ExploreConfig(out=tmp_path / "o6"), max_evals=3)
     with pytest.raises(ExploreError, match="unknown objective 'speed'"):
         explore(tiny_dir, "synthetic", out=tmp_path / "o4", objectives=["macs", "speed", "accuracy"], **FAST)
     with pytest.raises(ExploreError, match="latency objective needs latency_timer="):  # no timer: before any work

@@ -12,7 +12,15 @@ from search_testutil import DATA_OPTIONS, LOW, tiny_space
 from tensorslim import modeldir
 from tensorslim.cost import profile
 from tensorslim.report import write_report
-from tensorslim.search import Fidelity, SearchSpaceError, StorageError, build_network, open_storage, search
+from tensorslim.search import (
+    Fidelity,
+    SearchConfig,
+    SearchSpaceError,
+    StorageError,
+    build_network,
+    open_storage,
+    search,
+)
 from tensorslim.search.run import ATTR, run_study
 from tensorslim.search.space import head_from_fractions
 from tensorslim.study.pareto import dominates
@@ -106,9 +114,10 @@ def test_search_writes_pareto_model_dirs_and_report(tmp_path):
     assert (out / "report" / "index.html").is_file()
     assert res.counts.get("complete", 0) + res.counts.get("pruned", 0) == 3
     # rerunning is a no-op that finds everything done
-    again = search("synthetic", space=tiny_space(), n_trials=3, strategy="tpe", low_fidelity=LOW,
-                   final=Fidelity(epochs=1, max_batches=1, val_batches=1, batch_size=32), final_top=1,
-                   baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=1, report=False)
+    again = search("synthetic", SearchConfig(  # the same, as a config object
+        space=tiny_space(), n_trials=3, strategy="tpe", low_fidelity=LOW,
+        final=Fidelity(epochs=1, max_batches=1, val_batches=1, batch_size=32), final_top=1,
+        baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=1, report=False))
     assert [p["test_accuracy"] for p in again.pareto] == [p["test_accuracy"] for p in doc["pareto"]]
 
 
@@ -135,3 +144,14 @@ def test_command_runs_and_reports_errors_in_one_line(tmp_path, capsys):
         assert code.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_config_is_checked_when_made_and_not_mixed_with_keywords():
+    from tensorslim.errors import TensorSlimError
+
+    with pytest.raises(TensorSlimError, match="n_trials must be a positive integer, got 0"):
+        SearchConfig(n_trials=0)
+    with pytest.raises(TensorSlimError, match="objectives must include accuracy"):
+        SearchConfig(objectives=("params",))
+    with pytest.raises(TypeError, match="a config or keyword options, not both"):
+        run_study("synthetic", SearchConfig(), n_trials=3)

@@ -40,7 +40,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _atomic, modeldir
+import optuna
+
+from .. import _atomic, _interrupt, modeldir
+from .. import data as data_mod
 from ..errors import TensorSlimError
 from ..study.pareto import Objective, hypervolume, minimised, pareto_indices
 from ..study.progress import Ticker
@@ -48,6 +51,8 @@ from ..study.storage import StorageError as _SharedStorageError
 from ..study.storage import create_or_load_study
 from ..study.storage import open_storage as _shared_open_storage
 from ..study.storage import redact as _redact
+from ..surgery import candidates
+from ..train import evaluate
 from .evaluate import _Evaluator, _finetune, lowfi_accuracy
 from .latency import LatencyCache, LayerTimer, describe
 from .pareto import Budget, parse_budget, pick
@@ -136,94 +141,112 @@ def _families(choice: dict[str, str]) -> list[str]:
 # --- the exploration ----------------------------------------------------------------------------------------
 
 
-def explore(
-    model_dir: str | os.PathLike,
-    dataset: str,
-    *,
-    out: str | os.PathLike,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
-    max_evals: int = 100,
-    budget: str | dict[str, float] | Budget | None = None,
-    storage: str | None = None,
-    sampler: str = "nsga2",
-    seed: int = 0,
-    max_factors: int = 3,
-    max_error: float = 0.5,
-    low_fidelity: str | int = "zeroshot",
-    val_samples: int = 2000,
-    full_evals: int = 20,
-    finetune_batches: int = 200,
-    lr: float = 0.01,
-    batch_size: int = 64,
-    eval_split: str = "test",
-    data_dir: str | os.PathLike | None = None,
-    data_options: dict[str, Any] | None = None,
-    latency_cache: str | os.PathLike | None = None,
-    latency_repeats: int = 30,
-    latency_timer: LayerTimer | None = None,
-    plots: bool = True,
-    report: ReportWriter | None = None,
-    log: Callable[[str], None] | None = print,
-) -> ExploreResult:
+@dataclasses.dataclass
+class ExploreConfig:
+    """What :func:`explore` does, checked when made (one-line :class:`ExploreError`s).
+
+    ``out``: the output directory. ``methods``, ``objectives`` (of :data:`OBJECTIVES`, with accuracy and at least
+    one cost), ``max_evals`` low-fidelity trials, ``budget`` (text, dict or Budget: pick one Pareto point),
+    ``storage`` (an Optuna URL; default ``sqlite:///OUT/study.db``), ``sampler`` (nsga2 or tpe), ``seed``;
+    design space: ``max_factors`` (most cores of a TT shape), ``max_error`` (pruning stage (c)); fidelity:
+    ``low_fidelity`` ("zeroshot" or fine-tune batches), ``val_samples``, ``full_evals``, ``finetune_batches``,
+    ``lr``, ``batch_size``, ``eval_split``; data: ``data_dir``, ``data_options``; latency (an objective):
+    ``latency_cache`` (default ``OUT/cache/latency.json``), ``latency_repeats``, ``latency_timer`` (required
+    for it, a :data:`tensorslim.explore.latency.LayerTimer`); output: ``plots``, ``report`` (a
+    :data:`ReportWriter`), ``log`` (None: silent).
+    """
+
+    out: str | os.PathLike
+    methods: Sequence[str] = DEFAULT_METHODS
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES
+    max_evals: int = 100
+    budget: str | dict[str, float] | Budget | None = None
+    storage: str | None = None
+    sampler: str = "nsga2"
+    seed: int = 0
+    max_factors: int = 3
+    max_error: float = 0.5
+    low_fidelity: str | int = "zeroshot"
+    val_samples: int = 2000
+    full_evals: int = 20
+    finetune_batches: int = 200
+    lr: float = 0.01
+    batch_size: int = 64
+    eval_split: str = "test"
+    data_dir: str | os.PathLike | None = None
+    data_options: dict[str, Any] | None = None
+    latency_cache: str | os.PathLike | None = None
+    latency_repeats: int = 30
+    latency_timer: LayerTimer | None = None
+    plots: bool = True
+    report: ReportWriter | None = None
+    log: Callable[[str], None] | None = print
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.log = self.log or (lambda _msg: None)
+        self.objectives = _check_objectives(self.objectives)
+        self.budget = parse_budget(self.budget)
+        if self.sampler not in ("nsga2", "tpe"):
+            raise ExploreError(f"sampler must be nsga2 or tpe, not {self.sampler!r}")
+        if self.max_evals < 1 or self.full_evals < 1:
+            raise ExploreError(f"max_evals and full_evals must be >= 1 (got {self.max_evals}, {self.full_evals})")
+        if "latency" in self.objectives and self.latency_timer is None:
+            raise ExploreError("the latency objective needs latency_timer= (module, input_shape, threads=, "
+                               "repeats=, warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
+        low = self.low_fidelity
+        if low != "zeroshot" and not (isinstance(low, int) and not isinstance(low, bool) and low > 0):
+            raise ExploreError(f"low_fidelity must be 'zeroshot' or a number of fine-tune batches, not {low!r}")
+
+
+def explore(model_dir: str | os.PathLike, dataset: str, config: ExploreConfig | None = None,
+            **options: Any) -> ExploreResult:
     """Explore the compression design space of the model directory ``model_dir`` on ``dataset``.
 
-    See the module docstring for the stages. Returns the parsed ``pareto.json`` (also written to ``out``).
+    ``config`` is an :class:`ExploreConfig`; or give its fields as keywords (``out=DIR, max_evals=...``). See the
+    module docstring for the stages. Returns the parsed ``pareto.json`` (also written to ``config.out``).
     """
-    import optuna
+    if config is None:
+        config = ExploreConfig(**options)
+    elif options:
+        raise TypeError(f"explore() takes a config or keyword options, not both ({', '.join(options)})")
+    return _explore(Path(model_dir), dataset, config)
 
-    from .. import _interrupt
-    from .. import data as data_mod
-    from ..surgery import candidates
-    from ..train import evaluate
 
-    log = log or (lambda _msg: None)
-    objectives = _check_objectives(objectives)
-    budget = parse_budget(budget)
-    if sampler not in ("nsga2", "tpe"):
-        raise ExploreError(f"sampler must be nsga2 or tpe, not {sampler!r}")
-    if max_evals < 1 or full_evals < 1:
-        raise ExploreError(f"max_evals and full_evals must be >= 1 (got {max_evals}, {full_evals})")
-    if "latency" in objectives and latency_timer is None:
-        raise ExploreError("the latency objective needs latency_timer= (module, input_shape, threads=, repeats=, "
-                           "warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
-    if low_fidelity != "zeroshot" and not (isinstance(low_fidelity, int) and low_fidelity > 0):
-        raise ExploreError(f"low_fidelity must be 'zeroshot' or a number of fine-tune batches, not {low_fidelity!r}")
-    out = Path(out)
-    model_dir = Path(model_dir)
+def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult:
     model = modeldir.load(model_dir)
     meta = modeldir.read_meta(model_dir)
     if not meta.get("input_shape"):
         raise ExploreError(f"{model_dir / modeldir.MODEL_JSON}: no input_shape recorded")
     input_shape = tuple(meta["input_shape"])
-    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    if storage is None:
-        out.mkdir(parents=True, exist_ok=True)
+    url = cfg.storage or f"sqlite:///{(cfg.out / 'study.db').resolve()}"
+    if cfg.storage is None:
+        cfg.out.mkdir(parents=True, exist_ok=True)
     store = open_storage(url)  # fail fast, before any work
-    opts = dict(data_options or {})
-    train_set = data_mod.load(dataset, "train", data_dir, **opts)
-    val_set = data_mod.load(dataset, "val", data_dir, **opts)
-    test_set = data_mod.load(dataset, eval_split, data_dir, **opts)
+    opts = dict(cfg.data_options or {})
+    train_set = data_mod.load(dataset, "train", cfg.data_dir, **opts)
+    val_set = data_mod.load(dataset, "val", cfg.data_dir, **opts)
+    test_set = data_mod.load(dataset, cfg.eval_split, cfg.data_dir, **opts)
     if tuple(val_set.input_shape) != input_shape:
         raise ExploreError(f"{model_dir}: the model takes {','.join(map(str, input_shape))} inputs, "
                            f"{dataset} has {','.join(map(str, val_set.input_shape))}")
 
     # 1-2. design space and pruning -------------------------------------------------------------------------
-    spaces = enumerate_space(candidates(model, input_shape), methods, max_factors=max_factors)
-    out.mkdir(parents=True, exist_ok=True)
-    errors = ErrorCache(out / "cache" / "errors.json")
+    spaces = enumerate_space(candidates(model, input_shape), cfg.methods, max_factors=cfg.max_factors)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    errors = ErrorCache(cfg.out / "cache" / "errors.json")
     try:
-        pruning = prune(spaces, max_error=max_error, cache=errors, log=log)
+        pruning = prune(spaces, max_error=cfg.max_error, cache=errors, log=cfg.log)
     finally:
         errors.save()  # also when interrupted: a rerun reuses the errors computed so far
     check_not_empty(spaces, pruning)
-    log(f"design space: {pruning['points']['all']:,} layer points -> {pruning['points']['error-bound']:,} after "
+    cfg.log(f"design space: {pruning['points']['all']:,} layer points -> {pruning['points']['error-bound']:,} after "
         f"pruning; whole-model space 10^{pruning['space_log10']['all']} -> 10^{pruning['space_log10']['error-bound']}"
         f" (a share of {1 - pruning['removed_share']['error-bound']:.3g} kept, before any training)")
     ev = _Evaluator(model, spaces, input_shape)
-    if "latency" in objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
-        lat_cache = LatencyCache(latency_cache or out / "cache" / "latency.json", latency_timer,
-                                 repeats=latency_repeats)
+    if "latency" in cfg.objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
+        lat_cache = LatencyCache(cfg.latency_cache or cfg.out / "cache" / "latency.json", cfg.latency_timer,
+                                 repeats=cfg.latency_repeats)
         try:
             removed = ev.measure_latency(lat_cache, spaces, meta["spec"])
         finally:
@@ -231,7 +254,7 @@ def explore(
         after = [len(s.survivors) for s in spaces]
         pruning["latency"] = {**describe(lat_cache), "removed": removed, "points_after": sum(after),
                              "space_log10_after": round(math.log10(math.prod(1 + n for n in after)), 3)}
-        log(f"measured latency ({lat_cache.measured} new measurements): {sum(removed.values())} points not "
+        cfg.log(f"measured latency ({lat_cache.measured} new measurements): {sum(removed.values())} points not "
             f"faster than their dense layer removed, {sum(after)} left")
         if not sum(after):
             raise ExploreError("design space is empty after pruning: stage (d) measured latency below the "
@@ -239,20 +262,21 @@ def explore(
     live = [s for s in spaces if s.survivors]
 
     # 3. low-fidelity search ------------------------------------------------------------------------------
-    base_val_lowfi = lowfi_accuracy(model, val_set, val_samples)
+    base_val_lowfi = lowfi_accuracy(model, val_set, cfg.val_samples)
     signature = hashlib.sha1(json.dumps({
-        "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(methods),
-        "objectives": objectives, "max_factors": max_factors, "max_error": max_error, "lowfi": low_fidelity,
-        "val_samples": val_samples, "seed": seed, "sampler": sampler, "data": opts,
+        "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(cfg.methods),
+        "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
+        "lowfi": cfg.low_fidelity, "val_samples": cfg.val_samples, "seed": cfg.seed, "sampler": cfg.sampler,
+        "data": opts,
         "choices": [[s.name, [p.key for p in s.survivors]] for s in live]}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objs = [OBJECTIVE[o] for o in objectives]
+    objs = [OBJECTIVE[o] for o in cfg.objectives]
     directions = [o.direction for o in objs]
-    if sampler == "nsga2":
-        samp = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, max_evals // 5)))
+    if cfg.sampler == "nsga2":
+        samp = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=max(4, min(50, cfg.max_evals // 5)))
     else:
-        samp = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, max_evals // 5))
+        samp = optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, n_startup_trials=max(4, cfg.max_evals // 5))
     try:
         study = create_or_load_study(study_name, store, directions=directions, sampler=samp)  # race-safe
     except Exception as err:  # noqa: BLE001
@@ -262,27 +286,27 @@ def explore(
     def objective(trial) -> tuple[float, ...]:
         choice = {name: trial.suggest_categorical(name, keys) for name, keys in choices.items()}
         with _interrupt.allowed():  # Ctrl-C may stop the computation; the storage writes around it run whole
-            if low_fidelity == "zeroshot":
+            if cfg.low_fidelity == "zeroshot":
                 model_t = ev.build(choice)
             else:
-                model_t, _ = _finetune(lambda: ev.build(choice), train_set, int(low_fidelity), lr=lr,
-                                       batch_size=batch_size, seed=seed)
-            acc = lowfi_accuracy(model_t, val_set, val_samples)
+                model_t, _ = _finetune(lambda: ev.build(choice), train_set, int(cfg.low_fidelity), lr=cfg.lr,
+                                       batch_size=cfg.batch_size, seed=cfg.seed)
+            acc = lowfi_accuracy(model_t, val_set, cfg.val_samples)
             c = ev.costs(model_t, choice)
         for k, v in c.items():
             trial.set_user_attr(k, v)
-        return tuple(acc if o == "accuracy" else float(c[o]) for o in objectives)
+        return tuple(acc if o == "accuracy" else float(c[o]) for o in cfg.objectives)
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         study.enqueue_trial(dict.fromkeys(choices, "dense"))
-    todo = max(0, max_evals - len(done))
-    log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
+    todo = max(0, cfg.max_evals - len(done))
+    cfg.log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
     if todo:
         _interrupt.quiet_optuna_interrupts()
         with _interrupt.deferred():  # Ctrl-C stops a trial's computation (Optuna records it failed), never
             study.optimize(objective, n_trials=todo,  # Optuna's bookkeeping and storage writes half-way
-                           callbacks=[Ticker(todo, "low-fidelity trials", log)])
+                           callbacks=[Ticker(todo, "low-fidelity trials", cfg.log)])
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
     lowfi_front = [trials[i] for i in pareto_indices([minimised(t.values, objs) for t in trials])]
@@ -291,22 +315,22 @@ def explore(
     for t in lowfi_front:
         uniq.setdefault(json.dumps(t.params, sort_keys=True), t)
     lowfi_front = list(uniq.values())
-    idx = _spread(list(range(len(lowfi_front))), lambda i: lowfi_front[i].user_attrs["macs"], full_evals)
+    idx = _spread(list(range(len(lowfi_front))), lambda i: lowfi_front[i].user_attrs["macs"], cfg.full_evals)
     chosen = [lowfi_front[i] for i in idx]
-    log(f"low-fidelity front: {len(lowfi_front)} points; full-fidelity evaluation of {len(chosen)}")
+    cfg.log(f"low-fidelity front: {len(lowfi_front)} points; full-fidelity evaluation of {len(chosen)}")
 
     # 4. full fidelity ------------------------------------------------------------------------------------
     hifi = []
     for t in chosen:
         choice = {name: t.params.get(name, "dense") for name in choices}
-        model_t, rate = _finetune(lambda choice=choice: ev.build(choice), train_set, finetune_batches, lr=lr,
-                                  batch_size=batch_size, seed=seed)
+        model_t, rate = _finetune(lambda choice=choice: ev.build(choice), train_set, cfg.finetune_batches, lr=cfg.lr,
+                                  batch_size=cfg.batch_size, seed=cfg.seed)
         val_acc = evaluate(model_t, val_set)["accuracy"]
         c = ev.costs(model_t, choice)
         hifi.append({"trial": t.number, "choice": choice, "model": model_t, "val_accuracy": val_acc,
                      "finetune_lr": rate,
-                     "lowfi_accuracy": t.values[objectives.index("accuracy")], **c})
-        log(f"  trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} val acc {val_acc:.2f} %")
+                     "lowfi_accuracy": t.values[cfg.objectives.index("accuracy")], **c})
+        cfg.log(f"  trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} val acc {val_acc:.2f} %")
     front = [hifi[i] for i in pareto_indices([minimised({**h, "accuracy": h["val_accuracy"]}, objs) for h in hifi])]
     front.sort(key=lambda h: h["macs"])
     base_test = evaluate(model, test_set)["accuracy"]
@@ -327,37 +351,37 @@ def explore(
     # a budget no point meets: the front is still written (as a normal run does), then the error is raised
     missed: ExploreError | None = None
     try:
-        selected = pick(points, budget)["id"] if budget is not None else None
+        selected = pick(points, cfg.budget)["id"] if cfg.budget is not None else None
     except ExploreError as err:
         if not points:
             raise
         selected, missed = None, err
 
-    ref = [1.1 if o != "accuracy" else 1.0 for o in objectives]
+    ref = [1.1 if o != "accuracy" else 1.0 for o in cfg.objectives]
 
     def normalised(p: dict[str, Any], acc_key: str) -> list[float]:
-        return [(1.0 - p[acc_key] / 100.0) if o == "accuracy" else p[o] / ev.base[o] for o in objectives]
+        return [(1.0 - p[acc_key] / 100.0) if o == "accuracy" else p[o] / ev.base[o] for o in cfg.objectives]
 
     pareto = {
-        "format": FORMAT, "version": 1, "model": str(model_dir), "dataset": dataset, "objectives": list(objectives),
-        "eval_split": eval_split,
+        "format": FORMAT, "version": 1, "model": str(model_dir), "dataset": dataset, "objectives": list(cfg.objectives),
+        "eval_split": cfg.eval_split,
         "original": {**ev.base, "accuracy": base_test, "val_accuracy": base_val,
                      "lowfi_accuracy": base_val_lowfi},
         "pruning": pruning,
-        "search": {"study": study_name, "storage": _redact(url), "sampler": sampler, "seed": seed,
-                   "low_fidelity": low_fidelity, "val_samples": val_samples, "trials": len(trials),
+        "search": {"study": study_name, "storage": _redact(url), "sampler": cfg.sampler, "seed": cfg.seed,
+                   "low_fidelity": cfg.low_fidelity, "val_samples": cfg.val_samples, "trials": len(trials),
                    "lowfi_front": len(lowfi_front), "full_evaluations": len(hifi),
-                   "finetune_batches": finetune_batches,
+                   "finetune_batches": cfg.finetune_batches,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
-                       objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
+                       cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),
                    "hypervolume_reference_point": ref},
-        "budget": str(budget) if budget else None,
+        "budget": str(cfg.budget) if cfg.budget else None,
         "selected": selected,
         "points": points,
     }
     trials_json = [{"trial": t.number, "choices": t.params, "methods": _families(t.params),
-                    "lowfi_accuracy": t.values[objectives.index("accuracy")],
+                    "lowfi_accuracy": t.values[cfg.objectives.index("accuracy")],
                     **{k: t.user_attrs[k] for k in ("params", "macs", "memory", "latency") if k in t.user_attrs}}
                    for t in trials]
     space_json = {"pruning": pruning, "layers": [{"layer": s.name, "dense": s.dense_cost(),
@@ -365,32 +389,32 @@ def explore(
 
     # 5. write the results (all computed; each file or folder atomically). pareto.json goes first and comes
     # back last: whenever it exists, the files and folders it names are complete and belong to it.
-    (out / "pareto.json").unlink(missing_ok=True)
-    with _atomic.atomic_dir(out / "pareto") as tmp:
+    (cfg.out / "pareto.json").unlink(missing_ok=True)
+    with _atomic.atomic_dir(cfg.out / "pareto") as tmp:
         for h in front:
-            metrics = {"accuracy": {eval_split: h["accuracy"], "val": h["val_accuracy"]}, "params": h["params"],
+            metrics = {"accuracy": {cfg.eval_split: h["accuracy"], "val": h["val_accuracy"]}, "params": h["params"],
                        "macs": h["macs"], "memory": h["memory"], "explore": {"trial": h["trial"],
                                                                            "choices": h["choice"]}}
             modeldir.save(h["model"], tmp / h["id"], dataset=dataset, metrics=metrics, input_shape=input_shape)
-    if plots:
+    if cfg.plots:
         from .plots import front_plot, methods_plot
 
-        _atomic.write_bytes(out / "plots" / "front.png", front_plot(pareto, trials_json, hifi))
-        _atomic.write_bytes(out / "plots" / "methods.png", methods_plot(pareto, trials_json))
-    if plots and report is not None:  # the HTML report over the original model and the Pareto set
+        _atomic.write_bytes(cfg.out / "plots" / "front.png", front_plot(pareto, trials_json, hifi))
+        _atomic.write_bytes(cfg.out / "plots" / "methods.png", methods_plot(pareto, trials_json))
+    if cfg.plots and cfg.report is not None:  # the HTML report over the original model and the Pareto set
         try:
-            report([model_dir, *[out / "pareto" / h["id"] for h in front]], out / "report",
+            cfg.report([model_dir, *[cfg.out / "pareto" / h["id"] for h in front]], cfg.out / "report",
                    title=f"tensorslim explore: {model_dir.name} on {dataset}")
         except TensorSlimError as err:
-            log(f"note: no HTML report ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
-    _atomic.write_text(out / "space.json", json.dumps(space_json, indent=1) + "\n")
-    _atomic.write_text(out / "trials.json", json.dumps(trials_json, indent=1) + "\n")
-    _atomic.write_text(out / "pareto.json", json.dumps(pareto, indent=2) + "\n")
+            cfg.log(f"note: no HTML report ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+    _atomic.write_text(cfg.out / "space.json", json.dumps(space_json, indent=1) + "\n")
+    _atomic.write_text(cfg.out / "trials.json", json.dumps(trials_json, indent=1) + "\n")
+    _atomic.write_text(cfg.out / "pareto.json", json.dumps(pareto, indent=2) + "\n")
     if missed is not None:
-        raise ExploreError(f"{missed}; the front is in {out / 'pareto.json'}")
+        raise ExploreError(f"{missed}; the front is in {cfg.out / 'pareto.json'}")
     if selected:
         sel = next(p for p in points if p["id"] == selected)
-        log(f"budget {budget}: {selected} ({out / sel['path']}) macs x{sel['relative']['macs']:.3f} "
+        cfg.log(f"budget {cfg.budget}: {selected} ({cfg.out / sel['path']}) macs x{sel['relative']['macs']:.3f} "
             f"params x{sel['relative']['params']:.3f} accuracy {sel['accuracy']:.2f} % "
             f"(drop {sel['relative']['drop']:.2f})")
-    return ExploreResult(out, pareto)
+    return ExploreResult(cfg.out, pareto)

@@ -17,13 +17,14 @@ from __future__ import annotations
 from ..study.pareto import hypervolume, pareto_indices
 from .final import finalize, pareto_trials, study_hypervolume
 from .objectives import OBJECTIVES
-from .run import Fidelity, Pruner, SearchResult, open_study, run_study, search
+from .run import Fidelity, Pruner, SearchConfig, SearchResult, open_study, run_study, search
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, default_space
 from .storage import StorageError, open_storage
 from .strategy import NSGA2, TPE, Random, Strategy, StrategyError, get_strategy
 
 __all__ = [
-    "NSGA2", "OBJECTIVES", "TPE", "Fidelity", "Pruner", "Random", "SearchResult", "SearchSpace", "SearchSpaceError",
+    "NSGA2", "OBJECTIVES", "TPE", "Fidelity", "Pruner", "Random", "SearchConfig", "SearchResult", "SearchSpace",
+    "SearchSpaceError",
     "StorageError", "Strategy", "StrategyError", "arch_summary", "build_network", "default_space", "finalize",
     "get_strategy", "hypervolume", "open_storage", "open_study", "pareto_indices", "pareto_trials", "run_study",
     "search", "study_hypervolume",

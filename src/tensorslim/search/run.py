@@ -88,7 +88,65 @@ class Pruner:
         return None
 
 
-DEFAULT_PRUNER = Pruner()
+@dataclasses.dataclass
+class SearchConfig:
+    """What :func:`search` (and its worker part :func:`run_study`) does, checked when made.
+
+    Study: ``space`` (None: the default space for the input; a :class:`SearchSpace`, dict or JSON file),
+    ``rank_mode`` (auto or fixed, with ``fixed_ranks``), ``objectives`` (of :data:`.objectives.OBJECTIVES`,
+    with accuracy), ``n_trials`` (finished trials of the study, over all workers), ``storage`` and ``study``
+    (shared by the workers), ``strategy`` and ``strategy_options``, ``pruner``, ``seed``; workers:
+    ``heartbeat_interval``, ``grace_period``, ``max_retry``, ``wait`` / ``poll_seconds`` (wait for the others'
+    last trials); data: ``data_dir``, ``image_size``, ``dataset_options``; fidelity: ``low_fidelity``
+    (default :class:`Fidelity`), ``final``; results (:func:`search` only): ``out``, ``retrain``, ``final_top``,
+    ``baselines``, ``report`` (a report writer such as :func:`tensorslim.report.write_report`, or None);
+    ``log`` (None: silent).
+    """
+
+    space: Any = None
+    rank_mode: str = "auto"
+    fixed_ranks: Sequence[float] | None = None
+    objectives: Sequence[str] = ("accuracy", "params", "macs")
+    n_trials: int = 30
+    storage: str | None = None
+    study: str | None = None
+    strategy: Any = "nsga2"
+    strategy_options: dict[str, Any] | None = None
+    out: str | os.PathLike | None = None
+    data_dir: Any = None
+    image_size: int | None = None
+    dataset_options: dict[str, Any] | None = None
+    low_fidelity: Fidelity | None = None
+    final: Fidelity | None = None
+    final_top: int | None = 4
+    baselines: Sequence[str] = ("mobilenetv2", "resnet20")
+    pruner: Pruner | None = dataclasses.field(default_factory=Pruner)
+    retrain: bool = True
+    report: Callable[..., Any] | None = None
+    seed: int | None = 0
+    heartbeat_interval: int = 30
+    grace_period: int | None = None
+    max_retry: int = 2
+    wait: bool = True
+    poll_seconds: float = 2.0
+    log: Callable[[str], None] | None = print
+
+    def __post_init__(self) -> None:
+        self.log = self.log or (lambda _m: None)
+        self.objectives = check_objectives(self.objectives)
+        check_rank_mode(self.rank_mode, self.fixed_ranks)
+        if not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise TensorSlimError(f"n_trials must be a positive integer, got {self.n_trials!r}")
+        self.low_fidelity = self.low_fidelity or Fidelity()
+
+    @classmethod
+    def of(cls, config: SearchConfig | None, options: dict[str, Any], caller: str) -> SearchConfig:
+        """``config``, or one made of the keyword ``options`` (not both)."""
+        if config is None:
+            return cls(**options)
+        if options:
+            raise TypeError(f"{caller}() takes a config or keyword options, not both ({', '.join(options)})")
+        return config
 
 
 @dataclasses.dataclass
@@ -221,84 +279,58 @@ def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dic
 # ------------------------------------------------------------------------------------------------ worker
 
 
-def run_study(
-    dataset: str,
-    *,
-    space: Any = None,
-    rank_mode: str = "auto",
-    fixed_ranks: Sequence[float] | None = None,
-    objectives: Sequence[str] = ("accuracy", "params", "macs"),
-    n_trials: int = 30,
-    storage: str | None = None,
-    study: str | None = None,
-    strategy: Any = "nsga2",
-    strategy_options: dict[str, Any] | None = None,
-    out: str | os.PathLike | None = None,
-    data_dir: Any = None,
-    image_size: int | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    low_fidelity: Fidelity | None = None,
-    pruner: Pruner | None = DEFAULT_PRUNER,
-    seed: int | None = 0,
-    heartbeat_interval: int = 30,
-    grace_period: int | None = None,
-    max_retry: int = 2,
-    wait: bool = True,
-    poll_seconds: float = 2.0,
-    log: Callable[[str], None] | None = print,
-) -> Any:
-    """Run trials of the shared study until it holds ``n_trials`` finished ones; return the Optuna study."""
+def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) -> Any:
+    """Run trials of the shared study until it holds ``n_trials`` finished ones; return the Optuna study.
 
-    log = log or (lambda _m: None)
-    objectives = check_objectives(objectives)
-    check_rank_mode(rank_mode, fixed_ranks)
-    if not isinstance(n_trials, int) or n_trials < 1:
-        raise TensorSlimError(f"n_trials must be a positive integer, got {n_trials!r}")
-    low_fidelity = low_fidelity or Fidelity()
-    train_set, val_set = _load_data(dataset, data_dir, image_size, dataset_options or {})
+    ``config`` is a :class:`SearchConfig` (its worker part: the retraining fields are not used), or its fields
+    as keywords."""
+    cfg = SearchConfig.of(config, options, "run_study")
+    train_set, val_set = _load_data(dataset, cfg.data_dir, cfg.image_size, cfg.dataset_options or {})
     input_shape, num_classes = tuple(train_set.input_shape), int(train_set.num_classes)
-    space = resolve_space(space, input_shape, num_classes)
-    strat = get_strategy(strategy, **(strategy_options or {}))
-    storage_url = storage_url_for(storage, out)
-    name = study or f"tensorslim-{dataset}-{rank_mode}"
-    defn = definition(space, rank_mode, fixed_ranks, objectives, dataset)
-    _clear_stale_journal_lock(storage_url, log)
+    space = resolve_space(cfg.space, input_shape, num_classes)
+    strat = get_strategy(cfg.strategy, **(cfg.strategy_options or {}))
+    storage_url = storage_url_for(cfg.storage, cfg.out)
+    name = cfg.study or f"tensorslim-{dataset}-{cfg.rank_mode}"
+    defn = definition(space, cfg.rank_mode, cfg.fixed_ranks, cfg.objectives, dataset)
+    _clear_stale_journal_lock(storage_url, cfg.log)
     with _interrupt.deferred():  # here and below, Ctrl-C never stops a storage write half-way (see _interrupt)
-        st = open_study(name, storage_url, defn, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                        max_retry=max_retry)
-    st.sampler = strat.sampler(seed=_worker_seed(seed, st, storage is not None), n_objectives=len(objectives))
+        st = open_study(name, storage_url, defn, heartbeat_interval=cfg.heartbeat_interval,
+                        grace_period=cfg.grace_period, max_retry=cfg.max_retry)
+    st.sampler = strat.sampler(seed=_worker_seed(cfg.seed, st, cfg.storage is not None),
+                               n_objectives=len(cfg.objectives))
 
     def objective(trial: Any) -> list[float]:
         with beating(st, trial):
-            return _evaluate(trial, st, space, rank_mode, fixed_ranks, objectives, n_trials, train_set, val_set,
-                             low_fidelity, pruner, seed or 0, log)
+            return _evaluate(trial, st, space, cfg.rank_mode, cfg.fixed_ranks, cfg.objectives, cfg.n_trials,
+                             train_set, val_set, cfg.low_fidelity, cfg.pruner, cfg.seed or 0, cfg.log)
 
     c = _counts(st)
-    log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(objectives)}, "
-        f"rank mode {rank_mode}, {n_trials} trials ({c.get('complete', 0) + c.get('pruned', 0)} finished already)")
+    cfg.log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(cfg.objectives)}, "
+            f"rank mode {cfg.rank_mode}, {cfg.n_trials} trials ({c.get('complete', 0) + c.get('pruned', 0)} finished "
+            "already)")
     _interrupt.quiet_optuna_interrupts()
     gone: dict[int, tuple[str, float]] = {}
     while True:
         with _interrupt.deferred():
-            for number, why in _release_gone_workers(st, max_retry, gone):
-                log(f"trial {number}: {why}; retrying it")
+            for number, why in _release_gone_workers(st, cfg.max_retry, gone):
+                cfg.log(f"trial {number}: {why}; retrying it")
             fail_stale_trials(st)
             c = _counts(st)
         done = c.get("complete", 0) + c.get("pruned", 0)
         live = done + c.get("running", 0) + c.get("waiting", 0)
-        if done >= n_trials:
+        if done >= cfg.n_trials:
             break
-        if c.get("over_budget", 0) > 20 * n_trials:
+        if c.get("over_budget", 0) > 20 * cfg.n_trials:
             raise SearchSpaceError(f"study {name!r}: {c['over_budget']} sampled architectures exceeded max_params / "
                                    "max_macs; widen the budget or shrink the space")
-        if live >= n_trials and not c.get("waiting"):
-            if not wait:
+        if live >= cfg.n_trials and not c.get("waiting"):
+            if not cfg.wait:
                 break
-            time.sleep(poll_seconds)  # others run the last trials; take them over if they go stale
+            time.sleep(cfg.poll_seconds)  # others run the last trials; take them over if they go stale
             continue
         with _interrupt.deferred():  # Ctrl-C stops the trial's training (Optuna records it failed)
             st.optimize(objective, n_trials=1, catch=(_Surplus,))
-    log(f"study {name!r}: {_counts(st)}")
+    cfg.log(f"study {name!r}: {_counts(st)}")
     return st
 
 
@@ -373,60 +405,27 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
 # ------------------------------------------------------------------------------------------------ results
 
 
-def search(
-    dataset: str,
-    *,
-    space: Any = None,
-    rank_mode: str = "auto",
-    fixed_ranks: Sequence[float] | None = None,
-    objectives: Sequence[str] = ("accuracy", "params", "macs"),
-    n_trials: int = 30,
-    storage: str | None = None,
-    study: str | None = None,
-    strategy: Any = "nsga2",
-    strategy_options: dict[str, Any] | None = None,
-    out: str | os.PathLike | None = None,
-    data_dir: Any = None,
-    image_size: int | None = None,
-    dataset_options: dict[str, Any] | None = None,
-    low_fidelity: Fidelity | None = None,
-    final: Fidelity | None = None,
-    final_top: int | None = 4,
-    baselines: Sequence[str] = ("mobilenetv2", "resnet20"),
-    pruner: Pruner | None = DEFAULT_PRUNER,
-    retrain: bool = True,
-    report: Callable[..., Any] | None = None,
-    seed: int | None = 0,
-    heartbeat_interval: int = 30,
-    grace_period: int | None = None,
-    max_retry: int = 2,
-    wait: bool = True,
-    log: Callable[[str], None] | None = print,
-) -> SearchResult:
+def search(dataset: str, config: SearchConfig | None = None, **options: Any) -> SearchResult:
     """Multi-objective architecture search with TCL heads (see the module docstring and docs/search.md).
 
-    ``rank_mode="fixed"`` uses ``fixed_ranks`` (fractions of the head input's C, H, W dimensions);
-    ``"auto"`` makes them decisions of the search. With ``out``, the Pareto set is retrained (``final``) into
-    ``out/pareto/trial-NNNN/`` model directories next to the ``baselines``, and ``out/pareto.json`` (and
-    ``out/report/`` with a ``report`` writer such as :func:`tensorslim.report.write_report`) are written;
-    ``retrain=False`` only runs the worker part (other machines).
+    ``config`` is a :class:`SearchConfig`, or give its fields as keywords. ``rank_mode="fixed"`` uses
+    ``fixed_ranks`` (fractions of the head input's C, H, W dimensions); ``"auto"`` makes them decisions of the
+    search. With ``out``, the Pareto set is retrained (``final``) into ``out/pareto/trial-NNNN/`` model directories
+    next to the ``baselines``, and ``out/pareto.json`` (and ``out/report/`` with a ``report`` writer such as
+    :func:`tensorslim.report.write_report`) are written; ``retrain=False`` only runs the worker part (other
+    machines).
     """
     from .final import _trial_entry, finalize, pareto_trials, study_hypervolume  # final imports this module
 
-    log = log or (lambda _m: None)
-    st = run_study(dataset, space=space, rank_mode=rank_mode, fixed_ranks=fixed_ranks, objectives=objectives,
-                   n_trials=n_trials, storage=storage, study=study, strategy=strategy,
-                   strategy_options=strategy_options, out=out, data_dir=data_dir, image_size=image_size,
-                   dataset_options=dataset_options, low_fidelity=low_fidelity, pruner=pruner, seed=seed,
-                   heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry,
-                   wait=wait, log=log)
-    url = storage_url_for(storage, out)
-    if out is not None and retrain:
-        return finalize(st, out, final=final, final_top=final_top, baselines=baselines, data_dir=data_dir,
-                        image_size=image_size, dataset_options=dataset_options, report=report, seed=seed or 0,
-                        storage_url=url, log=log)
+    cfg = SearchConfig.of(config, options, "search")
+    st = run_study(dataset, cfg)
+    url = storage_url_for(cfg.storage, cfg.out)
+    if cfg.out is not None and cfg.retrain:
+        return finalize(st, cfg.out, final=cfg.final, final_top=cfg.final_top, baselines=cfg.baselines,
+                        data_dir=cfg.data_dir, image_size=cfg.image_size, dataset_options=cfg.dataset_options,
+                        report=cfg.report, seed=cfg.seed or 0, storage_url=url, log=cfg.log)
     front = pareto_trials(st)
     hv, _ = study_hypervolume(st)
     return SearchResult(study=st.study_name, storage=url, counts=_counts(st), hypervolume=hv,
-                        out=str(out) if out is not None else None,
+                        out=str(cfg.out) if cfg.out is not None else None,
                         pareto=[{"trial": t.number, **_trial_entry(t)} for t in front])
