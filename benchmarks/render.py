@@ -305,6 +305,40 @@ def render_layers(results: Path | None = None) -> str:
             + md_table(head, rows) + "\n\n" + summary)
 
 
+def render_int8(results: Path | None = None) -> str:
+    data = load("int8.json", results)
+    m, files, goal = data["meta"], data["files"], data["goal"]
+    dense = files["fp32 dense"]
+    vs = {p["against"]: p for p in data["pairs"]}
+    rows = []
+    for name, f in files.items():
+        pair = vs.get(name)
+        speed = [f"{pair['speedup'][b]['median']:.2f}× ({pair['speedup'][b]['min']:.2f}–"
+                 f"{pair['speedup'][b]['max']:.2f})" for b in ("1", "32")] if pair else ["—", "—"]
+        rows.append([name, f"{f['bytes']:,}", f"{dense['bytes'] / f['bytes']:.2f}×", pct(f["accuracy"]),
+                     f"{f['accuracy'] - dense['accuracy']:+.2f}", *speed])
+    head = ["file", "bytes", "smaller than fp32 dense", "test accuracy", "pt vs dense",
+            "int8 factorized faster, b1 (min–max)", "b32 (min–max)"]
+    g = m["goal"]
+    verdict = (f"Goal: ≥ {g['size_ratio']:.0f}× smaller than the fp32 dense file: **{goal['size_ratio']:.2f}×, "
+               f"{'met' if goal['size_met'] else 'not met'}** (the int8 weights alone are "
+               f"{goal['int8_weight_bytes_floor']:,} bytes, {dense['bytes'] / goal['int8_weight_bytes_floor']:.1f}× "
+               f"below the dense file); ≤ {g['drop_pt']:.1f} pt drop: **{goal['drop_pt']:.2f} pt, "
+               f"{'met' if goal['drop_met'] else 'not met'}**; faster than the fp32 factorized file: "
+               f"**{goal['speedup_vs_fp32_factorized']['1']:.2f}× at batch 1, "
+               f"{goal['speedup_vs_fp32_factorized']['32']:.2f}× at batch 32, "
+               f"{'met' if goal['speedup_met'] else 'not met'}**.")
+    q = m["quantization"]
+    return (source_line(m["command"], "int8.json",
+                        note="; accuracy of each file run in ONNX Runtime on the test split; speedups are "
+                             "paired ratios of 1-thread ORT medians, timed in alternation with the int8 file")
+            + f"\n\nMachine: {m['cpu']} (shared); onnxruntime {m['onnxruntime']}; {m['repeats']} alternating rounds. "
+              f"int8: {q['tool']}, {q['format']}, {q['weights']} weights per channel: {q['per_channel']}, "
+              f"{q['activations']} activations, {q['method']} calibration on {m['samples']} images of the "
+              f"{m['calibration_split']} split.\n\n"
+            + md_table(head, rows) + "\n\n" + verdict)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # exploration and search (earlier session; low fidelity)
 
@@ -412,6 +446,7 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "decompose": render_decompose,
     "cp-planted": render_cp_planted,
     "layers": render_layers,
+    "int8": render_int8,
     "explore": render_explore,
     "search": render_search,
     "demo": render_demo,

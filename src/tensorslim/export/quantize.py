@@ -40,10 +40,10 @@ from .onnx import ExportResult, export_onnx, export_target
 from .session import ort_session
 from .verify import DEFAULT_SAMPLES, VerificationError, compare, input_batches
 
-#: Activation types ORT's static quantization takes. uint8 is the default: on x86, ORT's integer GEMM/conv
-#: kernels (MLAS) are built around u8 x s8 products (VPMADDUBSW / VNNI VPDPBUSD take one unsigned and one signed
-#: operand), so uint8 activations with int8 weights run the native path; int8 activations are shifted to uint8
-#: inside the kernels first. On ARM, s8 x s8 is native: pass ``activations="int8"`` there.
+#: Activation types ORT's static quantization takes; weights are always int8. uint8 is the default: on x86, ORT's
+#: integer kernels (MLAS) multiply u8 x s8 natively (VPMADDUBSW and VNNI's VPDPBUSD take one unsigned and one
+#: signed operand). The CPU provider fuses either into the same graph (QLinearConv, QGemm, NHWC MaxPool), and
+#: benchmarks/bench_int8.py times the two files in alternation: equal within the noise on the reference machine.
 ACTIVATIONS = ("uint8", "int8")
 #: Calibration methods (``onnxruntime.quantization.CalibrationMethod``): min/max of the activations, the
 #: 99.999th percentile, or the range minimising the KL divergence of the histogram.

@@ -1,0 +1,142 @@
+"""int8 on top of factorization, on the committed convnet-wide models (issue 15 §4).
+
+Three files, each measured as a file in ONNX Runtime:
+
+1. **fp32 dense**: ``benchmarks/models/convnet-wide-fashion-mnist`` exported as ``tensorslim export`` does.
+2. **fp32 factorized**: ``benchmarks/models/convnet-wide-budget-p01`` exported the same way.
+3. **int8 factorized**: the same model through ``export_int8`` (ONNX Runtime static quantization, QDQ, int8
+   per-channel weights, uint8 activations), calibrated on a random sample of the Fashion-MNIST *training*
+   split. A fourth file, quantized with int8 activations, is timed against it to check the default.
+
+For each: file bytes and top-1 accuracy on the Fashion-MNIST *test* split (``evaluate_onnx``, every file run
+itself). Latency: 1-thread ORT at batch 1 and 32, each pair timed in alternation (``tensorslim.export.benchmark``
+with ``against``), reported as paired ratios. The goal (≥ 40× smaller than the fp32 dense file, ≤ 1.0 pt test
+drop against it, faster than the fp32 factorized file) is checked and printed. JSON goes to
+``benchmarks/results/int8.json``; ``benchmarks/render.py`` renders it into BENCHMARKS.md.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_int8.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+MODELS = BENCH / "models"
+DENSE, FACTORIZED = "convnet-wide-fashion-mnist", "convnet-wide-budget-p01"
+COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_int8.py"
+GOAL = {"size_ratio": 40.0, "drop_pt": 1.0, "speedup": 1.0}
+
+
+def _pair(target: str, against: str, labels: tuple[str, str], repeats: int) -> dict:
+    from tensorslim.export import benchmark
+
+    res = benchmark(target, against=against, batch_sizes=(1, 32), threads=1, repeats=repeats, labels=labels)
+    medians = {m.label: {str(t.batch): t.median_ms for t in m.timings} for m in res.models}
+    return {"target": labels[0], "against": labels[1], "median_ms": medians,
+            "speedup": {str(r.batch): {"median": r.speedup, "min": r.min, "max": r.max} for r in res.comparison}}
+
+
+def run(samples: int, repeats: int, work: Path) -> dict:
+    import onnxruntime
+    import torch
+
+    from tensorslim import data
+    from tensorslim.export import evaluate_onnx, export_int8, export_target
+    from tensorslim.export.hardware import nchwc_block
+
+    test = data.load("fashion-mnist", "test", augment=False)
+    paths = {"fp32 dense": work / "dense.onnx", "fp32 factorized": work / "factorized.onnx",
+             "int8 factorized": work / "factorized.int8.onnx", "int8 factorized (s8 act.)": work / "s8.int8.onnx"}
+    export_target(MODELS / DENSE, paths["fp32 dense"])
+    export_target(MODELS / FACTORIZED, paths["fp32 factorized"])
+    int8 = export_int8(MODELS / FACTORIZED, paths["int8 factorized"], "fashion-mnist", samples=samples, record=False)
+    export_int8(MODELS / FACTORIZED, paths["int8 factorized (s8 act.)"], "fashion-mnist", samples=samples,
+                activations="int8", evaluate=None, record=False)
+    files = {}
+    for name, path in paths.items():
+        files[name] = {"bytes": path.stat().st_size, "accuracy": evaluate_onnx(path, test)["accuracy"]}
+        print(f"{name:28s} {files[name]['bytes']:>10,} bytes  test {files[name]['accuracy']:.2f} %", flush=True)
+    pairs = [
+        _pair(str(paths["int8 factorized"]), str(paths["fp32 factorized"]), ("int8 factorized", "fp32 factorized"),
+              repeats),
+        _pair(str(paths["int8 factorized"]), str(paths["fp32 dense"]), ("int8 factorized", "fp32 dense"), repeats),
+        _pair(str(paths["int8 factorized"]), str(paths["int8 factorized (s8 act.)"]),
+              ("int8 factorized", "int8 factorized (s8 act.)"), repeats),
+    ]
+    dense, small = files["fp32 dense"], files["int8 factorized"]
+    size_ratio = dense["bytes"] / small["bytes"]
+    drop = dense["accuracy"] - small["accuracy"]
+    speedup = {b: pairs[0]["speedup"][b]["median"] for b in ("1", "32")}
+    goal = {"size_ratio": size_ratio, "size_met": size_ratio >= GOAL["size_ratio"],
+            "drop_pt": drop, "drop_met": drop <= GOAL["drop_pt"],
+            "speedup_vs_fp32_factorized": speedup, "speedup_met": all(s > GOAL["speedup"] for s in speedup.values()),
+            "int8_weight_bytes_floor": _int8_weights(paths["int8 factorized"])}
+    meta = {"command": COMMAND, "samples": int8.quantized.samples, "repeats": repeats,
+            "quantization": int8.quantized.quantization(), "calibration_split": "train", "test_split": "test",
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "nchwc_block": nchwc_block(),
+            "cpu": _cpu(), "goal": GOAL}
+    return {"meta": meta, "files": files, "pairs": pairs, "goal": goal}
+
+
+def _int8_weights(path: Path) -> int:
+    """Bytes of the int8 weight tensors alone: what no amount of graph trimming removes."""
+    import onnx
+    from onnx import TensorProto
+
+    proto = onnx.load(str(path))
+    return sum(len(t.raw_data) for t in proto.graph.initializer if t.data_type == TensorProto.INT8)
+
+
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+def format_table(result: dict) -> str:
+    files, pairs, goal = result["files"], result["pairs"], result["goal"]
+    dense = files["fp32 dense"]
+    vs = {p["against"]: p for p in pairs}
+    lines = [f"{'file':28s} {'bytes':>10s} {'smaller':>8s} {'test %':>7s} {'drop pt':>8s} "
+             f"{'int8 faster b1':>15s} {'b32':>6s}"]
+    for name, f in files.items():
+        pair = vs.get(name)
+        speed = (f"{pair['speedup']['1']['median']:>14.2f}x {pair['speedup']['32']['median']:>5.2f}x"
+                 if pair else f"{'':>15s} {'':>6s}")
+        lines.append(f"{name:28s} {f['bytes']:>10,} {dense['bytes'] / f['bytes']:>7.2f}x {f['accuracy']:>7.2f} "
+                     f"{dense['accuracy'] - f['accuracy']:>+8.2f} {speed}")
+    lines.append(
+        f"goal: >= {GOAL['size_ratio']:.0f}x smaller: {goal['size_ratio']:.2f}x "
+        f"({'met' if goal['size_met'] else 'not met'}); drop <= {GOAL['drop_pt']:.1f} pt: {goal['drop_pt']:+.2f} pt "
+        f"({'met' if goal['drop_met'] else 'not met'}); faster than fp32 factorized: "
+        f"{goal['speedup_vs_fp32_factorized']['1']:.2f}x b1, {goal['speedup_vs_fp32_factorized']['32']:.2f}x b32 "
+        f"({'met' if goal['speedup_met'] else 'not met'})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=512, help="calibration images (training split)")
+    parser.add_argument("--repeats", type=int, default=100, help="alternating timed rounds per batch size")
+    parser.add_argument("--out", type=Path, default=RESULTS / "int8.json")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
+        result = run(args.samples, args.repeats, Path(tmp))
+    print(format_table(result))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
