@@ -305,6 +305,32 @@ def render_layers(results: Path | None = None) -> str:
             + md_table(head, rows) + "\n\n" + summary)
 
 
+def render_realise(results: Path | None = None) -> str:
+    data = load("realise.json", results)
+    m = data["meta"]
+    rows, met, total = [], 0, 0
+    for r in data["rows"]:
+        rank = "x".join(map(str, r["rank"])) if isinstance(r["rank"], list) else str(r["rank"])
+        cells = [r["layer"], r["method"], rank, r["form"] if r["realise"] == "fastest" else "default (file)",
+                 f"{r['mac_reduction']:.2f}"]
+        for b in ("1", "32"):
+            e = r["batches"][b]
+            total += 1
+            met += e["efficiency"] >= 0.8
+            cells += [f"{e['speedup']:.2f}× ({e['min']:.2f}–{e['max']:.2f})",
+                      f"**{e['efficiency']:.2f}**" if e["efficiency"] >= 0.8 else f"{e['efficiency']:.2f}",
+                      f"{e['gflops']:.0f} ({e['peak_share']:.0%} / dense {e['dense_peak_share']:.0%})"]
+        rows.append(cells)
+    head = ["layer", "method", "rank", "realised as", "MAC red.", "speedup b1 (min–max)", "eff. b1",
+            "GFLOP/s b1 (of peak / dense)", "speedup b32", "eff. b32", "GFLOP/s b32 (of peak / dense)"]
+    command = f".venv/bin/python benchmarks/bench_realise.py --repeats {m['repeats']}"
+    return (source_line(command, "realise.json", note="; eff. = speedup ÷ MAC reduction, bold where ≥ 0.8")
+            + f"\n\nMachine: {m['cpu']}, {m['cpu_count']} logical CPUs (shared); onnxruntime {m['onnxruntime']}; "
+              f"target {m['target']}; 1 thread; {m['repeats']} alternating rounds; measured 1-thread GEMM peak "
+              f"{m['gemm_peak_gflops']:.0f} GFLOP/s.\n\n"
+            + md_table(head, rows) + f"\n\n{met} of {total} (row, batch) cells reach efficiency 0.8.")
+
+
 def render_int8(results: Path | None = None) -> str:
     data = load("int8.json", results)
     m, files, goal = data["meta"], data["files"], data["goal"]
@@ -446,6 +472,7 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "decompose": render_decompose,
     "cp-planted": render_cp_planted,
     "layers": render_layers,
+    "realise": render_realise,
     "int8": render_int8,
     "explore": render_explore,
     "search": render_search,

@@ -139,3 +139,31 @@ def test_bad_realise_is_a_one_line_error(tmp_path):
     with pytest.raises(ExportError, match="realise must be one of as_exported, cp3, fused_in, fused_out, fastest"):
         export_onnx(nn.Conv2d(3, 3, 3), tmp_path / "m.onnx", (3, 5, 5), realise="fast")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_roofline_counts_the_files_macs_and_reads_the_peak_from_its_cache(tmp_path, monkeypatch):
+    """onnx_macs of exported files equals the layers' own analytic macs() (padding counted as the file runs it);
+    the GEMM peak is measured once and then read from the cache (a stored value comes back unchanged)."""
+    from tensorslim.export import roofline
+    from tensorslim.layers import SVDLinear
+
+    for layer, shape in [(CPConv2d(16, 24, 3, 16, padding=1), (16, 8, 8)),
+                         (Tucker2Conv2d(32, 32, 3, (16, 32), padding=1, stride=2), (32, 9, 9)),
+                         (nn.Conv2d(8, 16, 3, padding=1, groups=2), (8, 6, 6)), (SVDLinear(64, 32, 16), (64,))]:
+        export_onnx(layer, tmp_path / "m.onnx", shape, target="none")
+        want = layer.macs(shape) if hasattr(layer, "macs") else 16 * 4 * 9 * 36
+        assert roofline.onnx_macs(tmp_path / "m.onnx") == want
+    assert roofline.gflops(10**9, 2, 1000.0) == 4.0  # 2·1e9·2 FLOP in 1 s
+    monkeypatch.setenv("TENSORSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(roofline, "PEAK_SIZE", 64)
+    monkeypatch.setattr(roofline, "PEAK_RUNS", 2)
+    first = roofline.gemm_peak_gflops(1)
+    assert first > 0 and (tmp_path / "cache" / "roofline.json").is_file()
+    stored = json.loads((tmp_path / "cache" / "roofline.json").read_text())
+    key, = stored
+    (tmp_path / "cache" / "roofline.json").write_text(json.dumps({key: 123.0}))
+    assert roofline.gemm_peak_gflops(1) == 123.0
+    roof = roofline.roofline([("cp", tmp_path / "m.onnx", {1: 0.5, 4: 1.0}), ("torch", None, {1: 1.0})], 1)
+    assert roof["peak_gflops"] == 123.0 and [m["label"] for m in roof["models"]] == ["cp"]
+    assert roof["models"][0]["share"]["4"] == roofline.gflops(64 * 16 + 16 * 32, 4, 1.0) / 123.0
+    assert "of peak" in "\n".join(roofline.format_lines(roof))
