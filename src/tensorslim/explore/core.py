@@ -56,6 +56,7 @@ from ..train import evaluate
 from .evaluate import _Evaluator, _finetune, lowfi_accuracy
 from .latency import LatencyCache, LayerTimer, describe
 from .pareto import Budget, parse_budget, pick
+from .plots import front_plot, methods_plot
 from .space import (
     DEFAULT_METHODS,
     ErrorCache,
@@ -397,8 +398,6 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
                                                                            "choices": h["choice"]}}
             modeldir.save(h["model"], tmp / h["id"], dataset=dataset, metrics=metrics, input_shape=input_shape)
     if cfg.plots:
-        from .plots import front_plot, methods_plot
-
         _atomic.write_bytes(cfg.out / "plots" / "front.png", front_plot(pareto, trials_json, hifi))
         _atomic.write_bytes(cfg.out / "plots" / "methods.png", methods_plot(pareto, trials_json))
     if cfg.plots and cfg.report is not None:  # the HTML report over the original model and the Pareto set

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 from torch import nn
 
 from .. import _atomic
@@ -35,13 +36,7 @@ def machine_key(threads: int = 1) -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    try:
-        import onnxruntime
-
-        ort = onnxruntime.__version__
-    except ImportError:  # pragma: no cover
-        ort = "none"
-    return f"{cpu}|{os.cpu_count()} cpus|ort {ort}|{threads} thread(s)"
+    return f"{cpu}|{os.cpu_count()} cpus|ort {onnxruntime.__version__}|{threads} thread(s)"
 
 
 def layer_key(module: nn.Module, input_shape: tuple[int, ...]) -> str:

@@ -5,6 +5,7 @@ command passes :func:`tensorslim.report.write_report`), a report."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import time
@@ -13,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from optuna.trial import TrialState
 
-from .. import _atomic
+from .. import _atomic, data, modeldir
+from ..cost import profile
 from ..errors import TensorSlimError
+from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
+from ..train import evaluate, train
 from .objectives import OBJECTIVES, normalise
 from .run import ATTR, Fidelity, SearchResult, _counts
-from .space import SearchSpace, spec
+from .space import SearchSpace, count, spec
 
 #: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
 ReportWriter = Callable[..., Any]
@@ -27,8 +32,6 @@ ReportWriter = Callable[..., Any]
 
 def pareto_trials(study: Any) -> list[Any]:
     """Non-dominated COMPLETE trials on the study's objectives, one per architecture, by accuracy."""
-    from optuna.trial import TrialState
-
     objectives = study.user_attrs[ATTR]["objectives"]
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "values" in t.user_attrs]
     vecs = [minimised(t.user_attrs["values"], [OBJECTIVES[o] for o in objectives]) for t in trials]
@@ -44,15 +47,11 @@ def pareto_trials(study: Any) -> list[Any]:
 
 def study_hypervolume(study: Any, reference: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
     """Hypervolume of the study's COMPLETE trials (normalised, see :mod:`.objectives`) and the reference used."""
-    from optuna.trial import TrialState
-
     defn = study.user_attrs[ATTR]
     objectives = defn["objectives"]
     if reference is None:
         space = SearchSpace.from_dict(defn["space"])
         big = space.max_architecture()
-        from .space import count
-
         params, macs = count(big)
         reference = {"params": params, "macs": macs, "latency": None}
         if "latency" in objectives:
@@ -87,10 +86,6 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
                 extra_metrics: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train at full fidelity into the model directory ``dest`` (resumable), evaluate on the test split and
     record accuracy, params and MACs in its ``metrics.json``. Skips a directory that is already finished."""
-    from .. import data, modeldir
-    from ..cost import profile
-    from ..train import evaluate, train
-
     metrics_file = dest / modeldir.METRICS
     if metrics_file.is_file():
         done = json.loads(metrics_file.read_text())
@@ -125,10 +120,6 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
 
 def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
     """Build spec of a reference model for this data (``input_size`` passed when its factory takes one)."""
-    import inspect
-
-    from ..models import resolve_factory
-
     kwargs: dict[str, Any] = {"in_channels": int(input_shape[0]), "num_classes": int(num_classes)}
     try:
         if "input_size" in inspect.signature(resolve_factory(name)).parameters:
@@ -156,8 +147,6 @@ def finalize(
     """Retrain the Pareto set and the baselines at full fidelity; write model directories, ``pareto.json`` and,
     with ``report`` (``write(model_dirs, out_dir, *, title)``, e.g. :func:`tensorslim.report.write_report`), a
     report under ``out``. Reruns skip what is finished."""
-    from .. import modeldir
-
     if report and not callable(report):
         raise TensorSlimError(f"report must be a report writer such as tensorslim.report.write_report (or None); "
                               f"got {report!r}")

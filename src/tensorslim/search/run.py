@@ -24,11 +24,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
+from optuna.trial import TrialState
 
-from .. import _interrupt
+from .. import _interrupt, data
+from ..cost import profile
 from ..errors import TensorSlimError
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
+from ..train import TrainConfig, evaluate, train
 from .objectives import OBJECTIVES, check_objectives, measure_latency
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
 from .strategy import get_strategy
@@ -55,8 +59,6 @@ class Fidelity:
                                   f"{self.max_batches}")
 
     def train_config(self, seed: int):
-        from ..train import TrainConfig
-
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                            seed=seed, max_batches=self.max_batches)
 
@@ -72,8 +74,6 @@ class Pruner:
     min_completed: int = 4
 
     def reason(self, study: Any, curve: Sequence[float], params: int, macs: int, num_classes: int) -> str | None:
-        from optuna.trial import TrialState
-
         e, acc = len(curve) - 1, curve[-1]
         if acc <= self.chance_factor * 100.0 / num_classes:
             return f"accuracy {acc:.1f}% after epoch {e + 1} is near chance"
@@ -216,8 +216,6 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def open_study(name: str, storage_url: str, defn: dict[str, Any], *, sampler: Any = None,
                heartbeat_interval: int = 30, grace_period: int | None = None, max_retry: int = 2) -> Any:
     """Create or load the study ``name``; refuse one made for another search definition."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                            max_retry=max_retry)
@@ -267,8 +265,6 @@ def _worker_seed(seed: int | None, study: Any, shared: bool) -> int | None:
 
 
 def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dict[str, Any]):
-    from .. import data
-
     kwargs = dict(options)
     if image_size is not None:
         kwargs["image_size"] = image_size
@@ -337,12 +333,6 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
 def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
               objectives: Sequence[str], n_trials: int, train_set: Any, val_set: Any, fid: Fidelity,
               pruner: Pruner | None, seed: int, log: Callable[[str], None]) -> list[float]:
-    import optuna
-    from optuna.trial import TrialState
-
-    from ..cost import profile
-    from ..train import evaluate, train
-
     trial.set_user_attr("worker", _worker_id())  # first: a killed worker's trial is then released at once
     earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number
                and t.state != TrialState.FAIL and not t.user_attrs.get("over_budget")]

@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from .. import _atomic
+from ..study.storage import RDB_PREFIXES, retry
 
 JOURNAL = "study.journal"  # the default storage file in the output directory
 
@@ -45,10 +48,6 @@ def _release_gone_workers(study: Any, max_retry: int, seen: dict[int, tuple[str,
     machines' clocks do not matter; a live worker taking over a retried trial renames it within moments).
     ``seen`` carries the observations from one call to the next. Returns (trial number, why) of each.
     """
-    from optuna.trial import TrialState
-
-    from .storage import retry
-
     now, released, current = time.monotonic(), [], {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         why = _gone(t)
@@ -91,8 +90,6 @@ def storage_url_for(storage: str | None, out: Any) -> str:
 
 def _journal_path(url: str) -> Path | None:
     """The journal file of a journal storage URL (``journal://FILE`` or a plain path), else None."""
-    from .storage import RDB_PREFIXES
-
     if url.startswith("journal://"):
         return Path(url[len("journal://"):])
     if url == "memory" or "://" in url or url.startswith(RDB_PREFIXES):
