@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import roofline
 from ._common import BenchError, check_input_shape, one_line
 from .hardware import machine
 from .memory import PeakRss, rss_bytes
@@ -137,6 +138,7 @@ class BenchResult:
     models: list[ModelBench]
     comparison: list[Ratio] | None
     notes: list[str] = dataclasses.field(default_factory=list)
+    roofline: dict[str, Any] | None = None  # ORT: GFLOP/s against this CPU's measured GEMM peak (.roofline)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -275,6 +277,7 @@ def benchmark(
                     if comparison is not None:
                         ratios = [tb / ta for ta, tb in zip(times[0], times[1]) if ta > 0]
                         comparison.append(Ratio(b, statistics.median(ratios), min(ratios), max(ratios)))
+            roof = roofline.of_runners(runners, results, n_threads) if runtime == "ort" else None
         finally:
             torch.set_num_threads(previous_threads)
             torch.set_flush_denormal(False)
@@ -284,7 +287,7 @@ def benchmark(
         notes.append(f"{n_threads} threads on {os.cpu_count()} logical CPUs: timings are oversubscribed")
     return BenchResult(runtime=runtime, threads=n_threads, warmup=warmup, repeats=repeats, input_shape=shape,
                        batch_sizes=batches, machine=machine(), models=results, comparison=comparison,
-                       notes=notes)
+                       notes=notes, roofline=roof)
 
 
 def _fixed_batch(runners: list[Runner], batches: tuple[int, ...], notes: list[str]) -> tuple[int, ...]:
@@ -379,5 +382,6 @@ def format_table(result: BenchResult | dict[str, Any]) -> str:
                      f"> 1 means {a!r} is faster):")
         for c in d["comparison"]:
             lines.append(f"  batch {c['batch']:>5}: {c['speedup']:.2f}x  ({c['min']:.2f}-{c['max']:.2f})")
+    lines.extend(roofline.format_lines(d.get("roofline") or {}))
     lines.extend(f"note: {n}" for n in d.get("notes", []))
     return "\n".join(lines)
