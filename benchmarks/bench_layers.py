@@ -6,8 +6,8 @@ own ``macs()``, equal to ``FlopCounterMode``/2) closest to a 4× reduction witho
 
 * Tucker-2 ranks (r, r), CP-3 rank R, SVD rank r.
 
-Part A (ONNX Runtime): each factorized layer is exported (``tensorslim.export``; the session pads the ranks to
-ORT's NCHWc channel block, exactly) and timed IN ALTERNATION with the dense layer in one run
+Part A (ONNX Runtime): each factorized layer is exported (``tensorslim.export``; the export pads the ranks in the
+file to the target's channel block, exactly) and timed IN ALTERNATION with the dense layer in one run
 (``tensorslim.export.benchmark``): the speedup is the median of the paired ratios ``t_dense / t_factorized``
 over the rounds, with their min–max. ``ratio`` = speedup ÷ MAC reduction (goal ≥ 0.8).
 
