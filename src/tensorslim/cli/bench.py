@@ -20,8 +20,9 @@ from ._common import int_list
               help="Intra-op threads. 1 is the setting of one small edge core and the one whose ratios follow the "
                    "MAC reduction; with several threads, small layers are bound by thread start-up, not arithmetic, "
                    "so speedups shrink (try --threads 2 to see it).")
-@click.option("--runtime", type=click.Choice(["ort", "torch"]), default="ort", show_default=True)
-@click.option("--against", default=None, help="A second model (directory or .onnx), timed in alternation.")
+@click.option("--runtime", type=click.Choice(["ort", "torch", "executorch"]), default="ort", show_default=True,
+              help="executorch: ExecuTorch with XNNPACK (pip install 'tensorslim[edge]'); takes .pte files.")
+@click.option("--against", default=None, help="A second model (directory, .onnx or .pte), timed in alternation.")
 @click.option("--repeats", type=int, default=30, show_default=True)
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--input-shape", default=None, help="C,H,W for a built-in name (default: its own).")
@@ -33,7 +34,7 @@ def bench_cmd(target: str, batches: str, threads: int, runtime: str, against: st
     """Latency of TARGET (model directory, name or .onnx): median with min–max, memory, size; ratios with --against."""
 
     def resolve(t: str | None):
-        if t is None or t.endswith(".onnx") or modeldir.is_model_dir(t):
+        if t is None or t.endswith((".onnx", ".pte")) or modeldir.is_model_dir(t):
             return t
         return open_model(t, input_shape=parse_shape(input_shape))[0]
 

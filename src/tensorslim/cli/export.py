@@ -1,4 +1,5 @@
-"""``tensorslim export TARGET --out F.onnx``: ONNX export verified against PyTorch in ONNX Runtime."""
+"""``tensorslim export TARGET --out F.onnx``: ONNX export verified against PyTorch in ONNX Runtime; ``--format pte``:
+an ExecuTorch program lowered to XNNPACK, verified in executorch.runtime."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from ..resolve import parse_shape
 
 @click.command("export")
 @click.argument("target")
-@click.option("--out", required=True, type=click.Path(), help="The .onnx file to write.")
+@click.option("--out", required=True, type=click.Path(), help="The .onnx (or .pte) file to write.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "pte"]), default="onnx", show_default=True,
+              help="pte: an ExecuTorch program lowered to XNNPACK, for phones (fixed batch, 1 unless --batch N; "
+                   "needs pip install 'tensorslim[edge]').")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--input-shape", default=None, help="C,H,W (default: the model's own).")
@@ -25,10 +29,11 @@ from ..resolve import parse_shape
 @click.option("--calibrate", default=None, help="--int8: calibrate on training images of this dataset; the int8 "
               "file's test accuracy on it is measured and recorded in a model directory's metrics.json.")
 @click.option("--calibrate-samples", type=int, default=512, show_default=True, help="--int8: calibration images.")
-def export_cmd(target: str, out: str, opset: int | None, batch: str, input_shape: str | None, weights: str | None,
-               dataset: str, data_dir: str | None, rtol: float, exporter: str, int8: bool, calibrate: str | None,
-               calibrate_samples: int) -> None:
-    """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime."""
+def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, input_shape: str | None,
+               weights: str | None, dataset: str, data_dir: str | None, rtol: float, exporter: str, int8: bool,
+               calibrate: str | None, calibrate_samples: int) -> None:
+    """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime (or, with
+    --format pte, to an ExecuTorch program verified in executorch.runtime)."""
     if batch != "dynamic":
         try:
             batch = int(batch)
@@ -36,6 +41,18 @@ def export_cmd(target: str, out: str, opset: int | None, batch: str, input_shape
             raise TensorSlimError(f"--batch {batch!r}: expected 'dynamic' or a positive integer") from None
     if int8 != bool(calibrate):
         raise TensorSlimError("--int8 and --calibrate DATASET go together (int8 is calibrated on real images)")
+    if fmt == "pte":
+        if int8:
+            raise TensorSlimError("--int8 is for --format onnx")
+        from ..export.pte import export_pte_target
+
+        result = export_pte_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
+                                   dataset=None if dataset == "none" else dataset, data_dir=data_dir,
+                                   batch=1 if batch == "dynamic" else batch, rtol=rtol)
+        click.echo(result.summary())
+        for note in result.notes:
+            click.echo(f"note: {note}")
+        return
     if int8:
         from ..export.quantize import export_int8
 

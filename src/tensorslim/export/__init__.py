@@ -39,13 +39,14 @@ _NAMES = {
     "pad_channels": "passes", "apply_passes": "passes",
     "ort_session": "session", "nchwc_block": "hardware",
     "benchmark": "bench", "format_table": "bench", "BenchResult": "bench",
-    "export_pte": "pte", "lower_program": "pte", "PteResult": "pte", "EdgeUnavailableError": "pte",
+    "export_pte": "pte", "export_pte_target": "pte", "lower_program": "pte", "PteResult": "pte",
+    "EdgeUnavailableError": "pte",
 }
 
 __all__ = [
     "BenchError", "BenchResult", "Check", "EdgeUnavailableError", "ExportError", "ExportResult", "GraphInfo",
     "PteResult", "VerificationError", "apply_passes", "benchmark", "dataset_inputs", "export_onnx",
-    "export_pte", "export_target", "format_table", "inspect_onnx", "lower_program", "nchwc_block",
+    "export_pte", "export_pte_target", "export_target", "format_table", "inspect_onnx", "lower_program", "nchwc_block",
     "node_summary", "ort_session", "pad_channels",
     "Int8Export", "QuantizeResult", "evaluate_onnx", "export_int8", "input_batches", "quantize_onnx",
 ]
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hardware import nchwc_block
     from .onnx import ExportResult, dataset_inputs, export_onnx, export_target
     from .passes import apply_passes, pad_channels
-    from .pte import EdgeUnavailableError, PteResult, export_pte, lower_program
+    from .pte import EdgeUnavailableError, PteResult, export_pte, export_pte_target, lower_program
     from .quantize import Int8Export, QuantizeResult, evaluate_onnx, export_int8, quantize_onnx
     from .session import ort_session
     from .verify import Check, VerificationError, input_batches

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,19 +232,21 @@ def export_target(target: str | os.PathLike, out: str | os.PathLike, *,
                   input_shape: Sequence[int] | None = None, weights: str | None = None,
                   dataset: str | None = "auto", samples: int = 64,
                   data_dir: str | os.PathLike | None = None, inputs: Any = None,
-                  **options: Any) -> ExportResult:
+                  export: Callable[..., Any] | None = None, **options: Any) -> ExportResult:
     """Export a model directory or built-in model name (``tensorslim.resolve.open_model``) to ``out``.
 
     Besides random inputs, the export is verified on ``samples`` real images: of ``inputs`` when given (any
     source of :func:`.verify.input_batches`: a tensor, array, Dataset, DataLoader or iterable of batches), else
     of ``dataset`` (``"auto"``: the dataset named in ``model.json``, skipped with a note in ``notes`` when it is
     not installed here; a name: that dataset, a missing one raising ``DataError``; ``None``: random inputs
-    only). ``options`` go to :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``).
+    only). ``options`` go to :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``), or
+    to ``export``, the export function used instead (:func:`.pte.export_pte` for an ExecuTorch program).
     """
+    export = export or export_onnx
     model, shape = open_model(str(target), input_shape=tuple(input_shape) if input_shape else None,
                               weights=weights)
     if inputs is not None:
-        return export_onnx(model, out, shape, inputs=inputs, samples=samples, **options)
+        return export(model, out, shape, inputs=inputs, samples=samples, **options)
     notes: list[str] = []
     auto = dataset == "auto"
     if auto:
@@ -262,6 +264,6 @@ def export_target(target: str | os.PathLike, out: str | os.PathLike, *,
             notes.append(f"dataset {dataset!r} has samples of shape {tuple(inputs.shape[1:])}, "
                          f"the model takes {tuple(shape)}: verified on random inputs only")
             inputs = None
-    result = export_onnx(model, out, shape, inputs=inputs, **options)
+    result = export(model, out, shape, inputs=inputs, **options)
     result.notes.extend(notes)
     return result

@@ -45,6 +45,7 @@ from .._atomic import atomic_path
 from ._common import BenchError, ExportError, check_input_shape, one_line
 from .diagnose import blame, probe
 from .exporters import _quiet, _silence_native_output
+from .onnx import export_target
 from .runners import Runner, make_runner
 from .verify import Check, CheckedResult, VerificationError, as_inputs, compare, flatten_outputs
 
@@ -279,8 +280,8 @@ def export_program(model: nn.Module, example: torch.Tensor) -> Any:
 
 
 def export_pte(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int] | None = None, *,
-               batch: int = 1, verify: bool = True, inputs: Any = None, rtol: float = 1e-4,
-               seed: int = 0) -> PteResult:
+               batch: int = 1, verify: bool = True, inputs: Any = None, samples: int | None = None,
+               rtol: float = 1e-4, seed: int = 0) -> PteResult:
     """Export ``model`` to the ExecuTorch program ``path`` (XNNPACK), verified in ``executorch.runtime``.
 
     Args:
@@ -291,6 +292,7 @@ def export_pte(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
         batch: the program's fixed batch size.
         verify: compare ExecuTorch with PyTorch on random and real inputs within ``rtol``.
         inputs: real samples (any source :func:`.verify.as_inputs` accepts), checked besides random ones.
+        samples: at most this many of ``inputs`` (None: all of a tensor, array or list, 512 of anything else).
         rtol: tolerance on ``max |executorch - torch| / max |torch|``.
         seed: seed of the random inputs.
 
@@ -306,7 +308,7 @@ def export_pte(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
                           f"got {batch!r}")
     if input_shape is None and inputs is None:
         input_shape = getattr(model, "tensorslim_input_shape", None)
-    real = as_inputs(inputs, None if input_shape is None else check_input_shape(input_shape))
+    real = as_inputs(inputs, None if input_shape is None else check_input_shape(input_shape), samples)
     if input_shape is None and real is not None:
         input_shape = tuple(real.shape[1:])
     shape = check_input_shape(input_shape)
@@ -378,6 +380,14 @@ class PteRunner(Runner):
             with _silenced():
                 edge().portable_lib._unsafe_reset_threadpool(self._threads_before)
             self._threads_before = None
+
+
+def export_pte_target(target: str | os.PathLike, out: str | os.PathLike, **options: Any) -> PteResult:
+    """:func:`.onnx.export_target` with :func:`export_pte`: a model directory or name to a verified ``.pte``,
+    checked on real images of its dataset too (``options``: ``input_shape``, ``weights``, ``dataset``,
+    ``samples``, ``data_dir``, ``inputs``, and :func:`export_pte`'s ``batch``, ``rtol``, ``verify``)."""
+    edge()
+    return export_target(target, out, export=export_pte, **options)
 
 
 def make_pte_runner(target: Any, runtime: str, label: str | None, input_shape: tuple[int, ...] | None,
