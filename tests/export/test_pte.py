@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tests.test_cli import run as cli_run
 from torch import nn
 
 import tensorslim
@@ -230,18 +231,6 @@ def test_pte_output_matches_onnx_runtime(tmp_path):
     assert np.isfinite(got_ort.numpy()).all()
 
 
-def _cli(argv, capsys):
-    from tensorslim.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @edge
 def test_cli_export_pte_and_bench(tmp_path, capsys):
     from tensorslim import modeldir
@@ -249,14 +238,14 @@ def test_cli_export_pte_and_bench(tmp_path, capsys):
     model = modeldir.build({"builder": "lenet5", "kwargs": {}}, (1, 28, 28))
     modeldir.save(model, tmp_path / "lenet", input_shape=(1, 28, 28))
     dest = tmp_path / "lenet.pte"
-    code, out, err = _cli(["export", str(tmp_path / "lenet"), "--format", "pte", "--out", str(dest),
+    code, out, err = cli_run(["export", str(tmp_path / "lenet"), "--format", "pte", "--out", str(dest),
                            "--data", "none"], capsys)
     assert code == 0, err
     assert dest.is_file() and "max rel err" in out and "XNNPACK" in out
     x = torch.randn(1, 1, 28, 28)
     with torch.no_grad():
         assert rel_err(run_pte(dest, x), modeldir.load(tmp_path / "lenet")(x)) <= 1e-4
-    code, out, err = _cli(["bench", str(dest), "--runtime", "executorch", "--against", str(tmp_path / "lenet"),
+    code, out, err = cli_run(["bench", str(dest), "--runtime", "executorch", "--against", str(tmp_path / "lenet"),
                            "--repeats", "2", "--warmup", "0"], capsys)
     assert code == 0, err
     assert out.startswith("runtime executorch, 1 thread(s), input 1x28x28") and "speedup" in out
@@ -267,7 +256,7 @@ def test_cli_without_the_extra_is_one_line(tmp_path, capsys, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     for argv in (["export", "lenet5", "--format", "pte", "--out", str(tmp_path / "m.pte"), "--data", "none"],
                  ["bench", "lenet5", "--runtime", "executorch", "--repeats", "1"]):
-        code, out, err = _cli(argv, capsys)
+        code, out, err = cli_run(argv, capsys)
         assert code == 2 and out == ""
         assert err == "error: ExecuTorch is not installed: pip install 'tensorslim[edge]'\n"
     assert list(tmp_path.iterdir()) == []
