@@ -31,22 +31,25 @@ killed stays RUNNING and is not counted).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 
 from .. import _atomic, _interrupt, modeldir
 from .. import data as data_mod
 from ..errors import TensorSlimError
 from ..study.pareto import Objective, hypervolume, minimised, pareto_indices
-from ..study.progress import Ticker
+from ..study.progress import Deadline, Ticker, format_seconds, parse_duration
 from ..study.storage import StorageError as _SharedStorageError
 from ..study.storage import create_or_load_study
 from ..study.storage import open_storage as _shared_open_storage
@@ -61,6 +64,7 @@ from .space import (
     DEFAULT_METHODS,
     ErrorCache,
     ExploreError,
+    capture_inputs,
     check_not_empty,
     enumerate_space,
     layer_signature,
@@ -135,6 +139,18 @@ def _spread(indices: list[int], key: Callable[[int], float], k: int) -> list[int
     return [ordered[i] for i in picks]
 
 
+def _calibration_indices(n: int, k: int, seed: int) -> list[int]:
+    """``k`` distinct training indices out of ``n``, seeded (the same images on a rerun)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist()
+
+
+def _time_per_batch(model, train_set, batch_size: int, lr: float, seed: int, batches: int = 3) -> float:
+    """Seconds per fine-tuning batch, measured on a copy of ``model`` (for the up-front estimate)."""
+    start = time.perf_counter()
+    _finetune(lambda: copy.deepcopy(model), train_set, batches, lr=lr, batch_size=batch_size, seed=seed)
+    return (time.perf_counter() - start) / batches
+
+
 def _families(choice: dict[str, str]) -> list[str]:
     return sorted({key.split(":")[0] for key in choice.values() if key != "dense"})
 
@@ -153,8 +169,10 @@ class ExploreConfig:
     ``low_fidelity`` ("zeroshot" or fine-tune batches), ``val_samples``, ``full_evals``, ``finetune_batches``,
     ``lr``, ``batch_size``, ``eval_split``; data: ``data_dir``, ``data_options``; latency (an objective):
     ``latency_cache`` (default ``OUT/cache/latency.json``), ``latency_repeats``, ``latency_timer`` (required
-    for it, a :data:`tensorslim.explore.latency.LayerTimer`); output: ``plots``, ``report`` (a
-    :data:`ReportWriter`), ``log`` (None: silent).
+    for it, a :data:`tensorslim.explore.latency.LayerTimer`); ``calibration``: training images whose activations
+    judge each design point in pruning by its layer's output error (0: judged by the weight error);
+    ``time_budget`` ("30m", "2h", seconds): stop searching when it is spent and write the front found so far;
+    output: ``plots``, ``report`` (a :data:`ReportWriter`), ``log`` (None: silent).
     """
 
     out: str | os.PathLike
@@ -179,6 +197,8 @@ class ExploreConfig:
     latency_cache: str | os.PathLike | None = None
     latency_repeats: int = 30
     latency_timer: LayerTimer | None = None
+    calibration: int = 256
+    time_budget: str | float | None = None
     plots: bool = True
     report: ReportWriter | None = None
     log: Callable[[str], None] | None = print
@@ -195,6 +215,12 @@ class ExploreConfig:
         if "latency" in self.objectives and self.latency_timer is None:
             raise ExploreError("the latency objective needs latency_timer= (module, input_shape, threads=, "
                                "repeats=, warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
+        if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) or self.calibration < 0:
+            raise ExploreError(f"calibration must be a number of images >= 0, not {self.calibration!r}")
+        try:
+            self.time_budget = parse_duration(self.time_budget)
+        except ValueError as err:
+            raise ExploreError(str(err)) from None
         low = self.low_fidelity
         if low != "zeroshot" and not (isinstance(low, int) and not isinstance(low, bool) and low > 0):
             raise ExploreError(f"low_fidelity must be 'zeroshot' or a number of fine-tune batches, not {low!r}")
@@ -233,17 +259,29 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
                            f"{dataset} has {','.join(map(str, val_set.input_shape))}")
 
     # 1-2. design space and pruning -------------------------------------------------------------------------
+    deadline = Deadline(cfg.time_budget)
     spaces = enumerate_space(candidates(model, input_shape), cfg.methods, max_factors=cfg.max_factors)
     cfg.out.mkdir(parents=True, exist_ok=True)
     errors = ErrorCache(cfg.out / "cache" / "errors.json")
+    calib = None
+    if cfg.calibration:  # rung (b): each point judged on the activations its layer really receives
+        n = min(cfg.calibration, len(train_set))
+        x = torch.stack([train_set[i][0] for i in _calibration_indices(len(train_set), n, cfg.seed)])
+        calib = capture_inputs(model, [s.name for s in spaces], x)
     try:
-        pruning = prune(spaces, max_error=cfg.max_error, cache=errors, log=cfg.log)
+        pruning = prune(spaces, max_error=cfg.max_error, cache=errors, log=cfg.log, calibration=calib)
     finally:
         errors.save()  # also when interrupted: a rerun reuses the errors computed so far
     check_not_empty(spaces, pruning)
+    if calib is not None:
+        pruning["calibration"] = {"dataset": dataset, "split": "train", "images": len(x), "seed": cfg.seed}
     cfg.log(f"design space: {pruning['points']['all']:,} layer points -> {pruning['points']['error-bound']:,} after "
-        f"pruning; whole-model space 10^{pruning['space_log10']['all']} -> 10^{pruning['space_log10']['error-bound']}"
-        f" (a share of {1 - pruning['removed_share']['error-bound']:.3g} kept, before any training)")
+            f"pruning ({pruning['points_removed_share']:.1%} of the layer points removed, judged by "
+            f"{pruning['judged_by']}); whole-model space 10^{pruning['space_log10']['all']} -> "
+            f"10^{pruning['space_log10']['error-bound']}")
+    cfg.log("survivors per method: " + ", ".join(
+        f"{m} {v['survivors']}/{v['points']}" + (f" (none: {v['vanished']['reason']})" if "vanished" in v else "")
+        for m, v in sorted(pruning["methods"].items())))
     ev = _Evaluator(model, spaces, input_shape)
     if "latency" in cfg.objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
         lat_cache = LatencyCache(cfg.latency_cache or cfg.out / "cache" / "latency.json", cfg.latency_timer,
@@ -263,7 +301,9 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
     live = [s for s in spaces if s.survivors]
 
     # 3. low-fidelity search ------------------------------------------------------------------------------
+    t_eval = time.perf_counter()
     base_val_lowfi = lowfi_accuracy(model, val_set, cfg.val_samples)
+    t_eval = time.perf_counter() - t_eval
     signature = hashlib.sha1(json.dumps({
         "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(cfg.methods),
         "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
@@ -303,11 +343,25 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
         study.enqueue_trial(dict.fromkeys(choices, "dense"))
     todo = max(0, cfg.max_evals - len(done))
     cfg.log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
-    if todo:
+    t_batch = _time_per_batch(model, train_set, cfg.batch_size, cfg.lr, cfg.seed)
+    lowfi_batches = 0 if cfg.low_fidelity == "zeroshot" else int(cfg.low_fidelity)
+    t_full_eval = t_eval * len(val_set) / max(1, min(cfg.val_samples, len(val_set)))
+    estimate = {"lowfi_s": todo * (t_eval + lowfi_batches * t_batch),
+                "full_s": cfg.full_evals * (cfg.finetune_batches * t_batch + t_full_eval)}
+    estimate["total_s"] = estimate["lowfi_s"] + estimate["full_s"]
+    cfg.log(f"estimated wall time: {format_seconds(estimate['total_s'])} ({todo} low-fidelity trials ~"
+            f"{format_seconds(estimate['lowfi_s'])}, up to {cfg.full_evals} full-fidelity fine-tunings of "
+            f"{cfg.finetune_batches} batches ~{format_seconds(estimate['full_s'])}; measured here: "
+            f"{t_batch * 1000:.0f} ms per batch, {t_eval:.1f} s per low-fidelity evaluation)"
+            + (f"; time budget {format_seconds(cfg.time_budget)}" if cfg.time_budget else ""))
+    if todo:  # the deadline is checked after each trial: at least one runs, so the front is never empty
         _interrupt.quiet_optuna_interrupts()
         with _interrupt.deferred():  # Ctrl-C stops a trial's computation (Optuna records it failed), never
             study.optimize(objective, n_trials=todo,  # Optuna's bookkeeping and storage writes half-way
-                           callbacks=[Ticker(todo, "low-fidelity trials", cfg.log)])
+                           callbacks=[Ticker(todo, "low-fidelity trials", cfg.log), deadline.stop_callback])
+    if deadline.hit:
+        cfg.log(f"time budget {format_seconds(cfg.time_budget)} reached after "
+                f"{format_seconds(deadline.elapsed())}: the front is made of the trials done so far")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
     lowfi_front = [trials[i] for i in pareto_indices([minimised(t.values, objs) for t in trials])]
@@ -321,8 +375,11 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
     cfg.log(f"low-fidelity front: {len(lowfi_front)} points; full-fidelity evaluation of {len(chosen)}")
 
     # 4. full fidelity ------------------------------------------------------------------------------------
-    hifi = []
+    hifi, t_hifi = [], time.perf_counter()
     for t in chosen:
+        if hifi and deadline.expired():  # at least one point is fine-tuned, so the front is never empty
+            cfg.log(f"time budget reached: {len(chosen) - len(hifi)} full-fidelity evaluations skipped")
+            break
         choice = {name: t.params.get(name, "dense") for name in choices}
         model_t, rate = _finetune(lambda choice=choice: ev.build(choice), train_set, cfg.finetune_batches, lr=cfg.lr,
                                   batch_size=cfg.batch_size, seed=cfg.seed)
@@ -331,7 +388,9 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
         hifi.append({"trial": t.number, "choice": choice, "model": model_t, "val_accuracy": val_acc,
                      "finetune_lr": rate,
                      "lowfi_accuracy": t.values[cfg.objectives.index("accuracy")], **c})
-        cfg.log(f"  trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} val acc {val_acc:.2f} %")
+        left = (time.perf_counter() - t_hifi) / len(hifi) * (len(chosen) - len(hifi))
+        cfg.log(f"  [{len(hifi)}/{len(chosen)}] trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} "
+                f"val acc {val_acc:.2f} %, ETA {format_seconds(left)}")
     front = [hifi[i] for i in pareto_indices([minimised({**h, "accuracy": h["val_accuracy"]}, objs) for h in hifi])]
     front.sort(key=lambda h: h["macs"])
     base_test = evaluate(model, test_set)["accuracy"]
@@ -373,6 +432,9 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
                    "low_fidelity": cfg.low_fidelity, "val_samples": cfg.val_samples, "trials": len(trials),
                    "lowfi_front": len(lowfi_front), "full_evaluations": len(hifi),
                    "finetune_batches": cfg.finetune_batches,
+                   "estimate_s": {k: round(v, 1) for k, v in estimate.items()},
+                   "wall_s": round(deadline.elapsed(), 1), "time_budget_s": cfg.time_budget,
+                   "stopped_by_time_budget": deadline.hit,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),

@@ -1,0 +1,61 @@
+"""explore's time budget, up-front estimate and calibrated pruning, end to end on the tiny model."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tensorslim.cli.explore import explore_cmd
+from tensorslim.explore import ExploreError, explore
+
+from .conftest import SYNTH
+
+FAST = dict(methods=["svd", "tucker2", "tt", "tcl"], max_evals=12, full_evals=3, finetune_batches=5,
+            val_samples=60, max_error=0.7, data_options=SYNTH)
+
+
+def test_a_spent_time_budget_still_writes_a_valid_front(tiny_dir, tmp_path):
+    msgs = []
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", time_budget=1e-6, log=msgs.append, **FAST)
+    search = res.pareto["search"]
+    # the budget is spent before the first trial ends: one trial, one full-fidelity evaluation, a front of it
+    assert search["stopped_by_time_budget"] is True and search["time_budget_s"] == 1e-6
+    assert search["trials"] == 1 and search["full_evaluations"] == 1 and len(res.points) == 1
+    saved = json.loads((tmp_path / "o" / "pareto.json").read_text())
+    assert saved["points"][0]["id"] == res.points[0]["id"]
+    assert (tmp_path / "o" / saved["points"][0]["path"] / "model.json").is_file()
+    assert any("time budget" in m and "reached" in m for m in msgs)
+    # the same run without a budget does all its trials (resuming the study)
+    full = explore(tiny_dir, "synthetic", out=tmp_path / "o", log=None, **FAST)
+    assert full.pareto["search"]["trials"] == FAST["max_evals"] and not full.pareto["search"]["stopped_by_time_budget"]
+
+
+def test_the_estimate_is_printed_before_the_search_and_recorded(tiny_dir, tmp_path):
+    msgs = []
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", log=msgs.append, **FAST)
+    est = next(i for i, m in enumerate(msgs) if m.startswith("estimated wall time:"))
+    first_trial_line = next((i for i, m in enumerate(msgs) if "low-fidelity trials:" in m), len(msgs))
+    assert est < first_trial_line
+    e = res.pareto["search"]["estimate_s"]
+    assert e["total_s"] == pytest.approx(e["lowfi_s"] + e["full_s"], abs=0.2) and e["total_s"] > 0
+    assert res.pareto["search"]["wall_s"] > 0
+
+
+def test_pruning_is_judged_on_calibration_activations_and_accounted(tiny_dir, tmp_path):
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", log=None, calibration=64, **FAST)
+    pruning = res.pareto["pruning"]
+    assert pruning["judged_by"] == "output error" and pruning["calibration"]["images"] == 64
+    assert set(pruning["methods"]) == {"svd", "tucker2", "tt", "tcl"}
+    weight = explore(tiny_dir, "synthetic", out=tmp_path / "w", log=None, calibration=0, **FAST)
+    assert weight.pareto["pruning"]["judged_by"] == "weight error"
+    assert "method-dominated" not in weight.pareto["pruning"]["stages"]
+
+
+@pytest.mark.parametrize("bad", ["10", "5x", "-1m"])
+def test_bad_time_budget_is_one_line(tiny_dir, tmp_path, bad):
+    with pytest.raises(ExploreError, match="time budget"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "o", time_budget=bad, log=None, **FAST)
+    result = CliRunner().invoke(explore_cmd, [str(tiny_dir), "--data", "synthetic", "--out", str(tmp_path / "c"),
+                                              "--time-budget", bad], standalone_mode=False)
+    assert isinstance(result.exception, ExploreError) and "time budget" in str(result.exception)
+    assert "\n" not in str(result.exception) and not (tmp_path / "c" / "pareto.json").exists()
