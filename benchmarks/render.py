@@ -365,6 +365,42 @@ def render_int8(results: Path | None = None) -> str:
             + md_table(head, rows) + "\n\n" + verdict)
 
 
+def render_pte(results: Path | None = None) -> str:
+    data = load("pte.json", results)
+    m = data["machine"]
+    rows, met, total = [], 0, 0
+    for r in data["rows"]:
+        ranks = ", ".join("x".join(map(str, k)) if isinstance(k, list) else str(k) for k in r["ranks"])
+        cells = [r["method"], ranks, f"{r['mac_reduction']:.2f}", f"{r['delegated_share']:.0%}",
+                 f"{r['file_bytes'] / 1e6:.2f} MB ({r['dense_file_bytes'] / 1e6:.2f})"]
+        for b in ("1", "32"):
+            e = r["batches"].get(b)
+            if e is None:
+                cells += ["—", "—"]
+                continue
+            total += 1
+            met += e["efficiency"] >= 0.8
+            cells += [f"{e['speedup']:.2f}× ({e['min']:.2f}–{e['max']:.2f})",
+                      f"**{e['efficiency']:.2f}**" if e["efficiency"] >= 0.8 else f"{e['efficiency']:.2f}"]
+        for b in ("1", "32"):
+            e = r["batches"].get(b)
+            cells.append("—" if e is None else f"+{e['session_memory']['peak_rss_bytes'] / 1e6:.1f} MB "
+                         f"(+{e['dense_session_memory']['peak_rss_bytes'] / 1e6:.1f})")
+        rows.append(cells)
+    head = ["method", "ranks (per conv)", "MAC red.", "ops in XNNPACK", ".pte (dense)", "speedup b1 (min–max)",
+            "eff. b1", "speedup b32 (min–max)", "eff. b32", "session peak RSS b1 (dense)", "b32 (dense)"]
+    reps = "/".join(str(e["repeats"]) for e in data["rows"][0]["batches"].values())
+    return (source_line(data["command"], "pte.json",
+                        note="; eff. = speedup ÷ MAC reduction, bold where ≥ 0.8; session peak RSS: growth of the "
+                             "process's RSS from loading the program to the end of its first run, in a fresh "
+                             "interpreter")
+            + f"\n\nMachine: {m['cpu']}, {m['cpu_count']} logical CPUs (shared); torch {data['torch']}, executorch "
+              f"{data['executorch']}; {data['threads']} thread; {reps} alternating rounds (b1/b32); input "
+              f"{'x'.join(map(str, data['input_shape']))}; the dense stack runs "
+              f"{data['dense_delegated_share']:.0%} of its ops in XNNPACK.\n\n"
+            + md_table(head, rows) + f"\n\n{met} of {total} (row, batch) cells reach efficiency 0.8.")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # exploration and search (earlier session; low fidelity)
 
@@ -474,6 +510,7 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "layers": render_layers,
     "realise": render_realise,
     "int8": render_int8,
+    "pte": render_pte,
     "explore": render_explore,
     "search": render_search,
     "demo": render_demo,
