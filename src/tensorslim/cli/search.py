@@ -71,13 +71,15 @@ def _batches(text: str, what: str) -> int | None:
 @click.option("--grace", type=int, default=None, help="Seconds without heartbeat before a trial is retried "
               "(default 2x heartbeat).")
 @click.option("--threads", type=int, default=None, help="torch threads for this worker.")
+@click.option("--time-budget", default=None,
+              help="Start no new trial after this long (e.g. 30m, 2h); the front is made of the trials done.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space_file: str | None, rank_mode: str,
                fixed_ranks: str | None, objectives: str, n_trials: int, storage: str | None, study: str | None,
                strategy: str, population: int | None, out: str | None, epochs: int, max_batches: str,
                val_batches: str, batch_size: int, final_epochs: int, final_max_batches: str, final_top: int,
                baselines: str, worker_only: bool, no_prune: bool, no_report: bool, seed: int, heartbeat: int,
-               grace: int | None, threads: int | None, as_json: bool) -> None:
+               grace: int | None, threads: int | None, time_budget: str | None, as_json: bool) -> None:
     """Multi-objective architecture search with TCL heads; several workers may share one --storage/--study."""
     if threads:
         torch.set_num_threads(threads)
@@ -95,7 +97,7 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
                     low_fidelity=low, final=final, final_top=final_top, baselines=words(baselines),
                     pruner=None if no_prune else Pruner(), retrain=not worker_only,
                     report=None if no_report else write_report, seed=seed,
-                    heartbeat_interval=heartbeat, grace_period=grace, log=log)
+                    heartbeat_interval=heartbeat, grace_period=grace, time_budget=time_budget, log=log)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -23,7 +23,7 @@ from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
 from ..train import evaluate, train
 from .objectives import OBJECTIVES, normalise
-from .run import ATTR, Fidelity, SearchResult, _counts
+from .run import ATTR, Fidelity, SearchResult, _counts, throughput
 from .space import SearchSpace, count, spec
 
 #: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
@@ -188,7 +188,7 @@ def finalize(
                           pareto=entries, hypervolume=hv, out=str(out), baselines=base_entries)
     doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],
            "fixed_ranks": defn["fixed_ranks"], "space": defn["space"], "hypervolume_reference": reference,
-           "pareto_size": len(front), "final": dataclasses.asdict(final)}
+           "pareto_size": len(front), "final": dataclasses.asdict(final), "throughput": throughput(study)}
     # pareto.json is removed before the report is replaced and written after it: whenever it exists, what it
     # names is complete (an interrupted rerun leaves none, and the next rerun writes it again)
     (out / "pareto.json").unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from optuna.trial import TrialState
 from .. import _interrupt, data
 from ..cost import profile
 from ..errors import TensorSlimError
+from ..study.progress import Deadline, format_seconds, parse_duration
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
 from ..train import TrainConfig, evaluate, train
 from .objectives import OBJECTIVES, check_objectives, measure_latency
@@ -100,7 +102,8 @@ class SearchConfig:
     last trials); data: ``data_dir``, ``image_size``, ``dataset_options``; fidelity: ``low_fidelity``
     (default :class:`Fidelity`), ``final``; results (:func:`search` only): ``out``, ``retrain``, ``final_top``,
     ``baselines``, ``report`` (a report writer such as :func:`tensorslim.report.write_report`, or None);
-    ``log`` (None: silent).
+    ``time_budget`` ("30m", "2h", seconds: this worker starts no new trial once it is spent; the front is made
+    of the trials finished by then); ``log`` (None: silent).
     """
 
     space: Any = None
@@ -129,10 +132,15 @@ class SearchConfig:
     max_retry: int = 2
     wait: bool = True
     poll_seconds: float = 2.0
+    time_budget: str | float | None = None
     log: Callable[[str], None] | None = print
 
     def __post_init__(self) -> None:
         self.log = self.log or (lambda _m: None)
+        try:
+            self.time_budget = parse_duration(self.time_budget)
+        except ValueError as err:
+            raise TensorSlimError(str(err)) from None
         self.objectives = check_objectives(self.objectives)
         check_rank_mode(self.rank_mode, self.fixed_ranks)
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
@@ -161,6 +169,19 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: study user attribute prefix: one ``{"trials", "seconds"}`` entry per worker run
+WORKER_ATTR = "tensorslim-worker-run-"
+
+
+def throughput(study: Any) -> dict[str, Any]:
+    """Trials run per hour of worker time, over every worker run recorded in the study."""
+    runs = [v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR) and isinstance(v, dict)]
+    trials = sum(int(r.get("trials", 0)) for r in runs)
+    seconds = sum(float(r.get("seconds", 0.0)) for r in runs)
+    return {"worker_runs": len(runs), "trials": trials, "worker_seconds": round(seconds, 1),
+            "trials_per_hour": round(3600 * trials / seconds, 2) if seconds > 0 else None}
 
 
 class _Surplus(Exception):
@@ -306,6 +327,7 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
             "already)")
     _interrupt.quiet_optuna_interrupts()
     gone: dict[int, tuple[str, float]] = {}
+    deadline, mine, started = Deadline(cfg.time_budget), 0, time.perf_counter()
     while True:
         with _interrupt.deferred():
             for number, why in _release_gone_workers(st, cfg.max_retry, gone):
@@ -315,6 +337,10 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
         done = c.get("complete", 0) + c.get("pruned", 0)
         live = done + c.get("running", 0) + c.get("waiting", 0)
         if done >= cfg.n_trials:
+            break
+        if mine and deadline.expired():
+            cfg.log(f"time budget {format_seconds(cfg.time_budget)} reached after {format_seconds(deadline.elapsed())}:"
+                    f" {done}/{cfg.n_trials} trials finished; no new trial started")
             break
         if c.get("over_budget", 0) > 20 * cfg.n_trials:
             raise SearchSpaceError(f"study {name!r}: {c['over_budget']} sampled architectures exceeded max_params / "
@@ -326,6 +352,16 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
             continue
         with _interrupt.deferred():  # Ctrl-C stops the trial's training (Optuna records it failed)
             st.optimize(objective, n_trials=1, catch=(_Surplus,))
+        mine += 1
+        spent = time.perf_counter() - started
+        left = max(0, cfg.n_trials - done - 1)
+        cfg.log(f"trials: about {done + 1}/{cfg.n_trials} finished; this worker {mine} in {format_seconds(spent)} "
+                f"({3600 * mine / spent:.1f}/h), ETA {format_seconds(spent / mine * left)} for the rest"
+                + ("" if mine > 1 else " (estimated from this first trial)"))
+    elapsed = time.perf_counter() - started
+    with _interrupt.deferred():  # trials per hour over all workers, for pareto.json
+        st.set_user_attr(f"{WORKER_ATTR}{_worker_id()}-{uuid.uuid4().hex[:8]}",
+                         {"trials": mine, "seconds": round(elapsed, 1)})
     cfg.log(f"study {name!r}: {_counts(st)}")
     return st
 
