@@ -59,3 +59,22 @@ def test_bad_time_budget_is_one_line(tiny_dir, tmp_path, bad):
                                               "--time-budget", bad], standalone_mode=False)
     assert isinstance(result.exception, ExploreError) and "time budget" in str(result.exception)
     assert "\n" not in str(result.exception) and not (tmp_path / "c" / "pareto.json").exists()
+
+
+def test_full_fidelity_finetune_spans_epochs_and_distils(monkeypatch):
+    import torch
+
+    from tensorslim.explore import evaluate as ev_mod
+
+    seen = []
+    monkeypatch.setattr("tensorslim.train.train", lambda model, ds, val, cfg, teacher=None, log=None:
+                        seen.append((cfg, teacher)))
+    ds = torch.utils.data.TensorDataset(torch.zeros(100, 1, 4, 4), torch.zeros(100, dtype=torch.long))
+    teacher = torch.nn.Linear(2, 2)
+    ev_mod._finetune(lambda: torch.nn.Linear(2, 2), ds, 23, lr=0.1, batch_size=10, seed=0, teacher=teacher)
+    cfg, got = seen[-1]
+    # 10 batches per epoch: 23 batches = 3 epochs of ceil(23 / 3) = 8 (24 in all), one cosine schedule
+    assert (cfg.epochs, cfg.max_batches, cfg.distill_alpha, got) == (3, 8, 0.5, teacher)
+    ev_mod._finetune(lambda: torch.nn.Linear(2, 2), ds, 7, lr=0.1, batch_size=10, seed=0)
+    cfg, got = seen[-1]
+    assert (cfg.epochs, cfg.max_batches, cfg.distill_alpha, got) == (1, 7, 0.0, None)

@@ -57,7 +57,10 @@ def _low_fidelity(text: str) -> str | int:
               help="low-fidelity trials in the study (a rerun runs only the missing ones)")
 @click.option("--full-evals", default=20, show_default=True, type=click.IntRange(1),
               help="at most this many full-fidelity (fine-tuned) evaluations")
-@click.option("--finetune-batches", default=200, show_default=True, type=click.IntRange(0))
+@click.option("--finetune-batches", default=200, show_default=True, type=click.IntRange(0),
+              help="full-fidelity fine-tune of each finalist, in batches (more than an epoch: several epochs)")
+@click.option("--distill/--no-distill", default=True, show_default=True,
+              help="full-fidelity fine-tunes distil from the original model (as finetune --distill)")
 @click.option("--low-fidelity", default="zeroshot", show_default=True,
               help="'zeroshot' (accuracy right after decomposition) or a number of fine-tune batches")
 @click.option("--val-samples", default=2000, show_default=True, type=click.IntRange(1))
@@ -75,14 +78,14 @@ def _low_fidelity(text: str) -> str | int:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="output directory")
 def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_evals, finetune_batches,
-                low_fidelity, val_samples, max_factors, max_error, calibration, time_budget, sampler, budget, storage,
-                seed, out) -> None:
+                distill, low_fidelity, val_samples, max_factors, max_error, calibration, time_budget, sampler, budget,
+                storage, seed, out) -> None:
     """Explore methods × ranks × TT shapes of a model directory; save its Pareto set."""
     result = explore(path, dataset, out=out, methods=_csv(methods), objectives=_csv(objectives),
                      max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
                      max_factors=max_factors, max_error=max_error, calibration=calibration, time_budget=time_budget,
                      low_fidelity=_low_fidelity(low_fidelity),
-                     val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches,
+                     val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches, distill=distill,
                      data_dir=data_dir, latency_timer=ort_layer_ms, report=write_report,
                      log=lambda msg: click.echo(msg, err=True))
     p = result.pareto

@@ -166,8 +166,10 @@ class ExploreConfig:
     one cost), ``max_evals`` low-fidelity trials, ``budget`` (text, dict or Budget: pick one Pareto point),
     ``storage`` (an Optuna URL; default ``sqlite:///OUT/study.db``), ``sampler`` (nsga2 or tpe), ``seed``;
     design space: ``max_factors`` (most cores of a TT shape), ``max_error`` (pruning stage (c)); fidelity:
-    ``low_fidelity`` ("zeroshot" or fine-tune batches), ``val_samples``, ``full_evals``, ``finetune_batches``,
-    ``lr``, ``batch_size``, ``eval_split``; data: ``data_dir``, ``data_options``; latency (an objective):
+    ``low_fidelity`` ("zeroshot" or fine-tune batches), ``val_samples``, ``full_evals``, ``finetune_batches``
+    (the full-fidelity fine-tune, distilled from the original model unless ``distill=False``, as
+    ``tensorslim finetune --distill`` does), ``lr``, ``batch_size``, ``eval_split``; data: ``data_dir``,
+    ``data_options``; latency (an objective):
     ``latency_cache`` (default ``OUT/cache/latency.json``), ``latency_repeats``, ``latency_timer`` (required
     for it, a :data:`tensorslim.explore.latency.LayerTimer`); ``calibration``: training images whose activations
     judge each design point in pruning by its layer's output error (0: judged by the weight error);
@@ -189,6 +191,7 @@ class ExploreConfig:
     val_samples: int = 2000
     full_evals: int = 20
     finetune_batches: int = 200
+    distill: bool = True
     lr: float = 0.01
     batch_size: int = 64
     eval_split: str = "test"
@@ -376,13 +379,14 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
 
     # 4. full fidelity ------------------------------------------------------------------------------------
     hifi, t_hifi = [], time.perf_counter()
+    teacher = model.eval() if cfg.distill else None
     for t in chosen:
         if hifi and deadline.expired():  # at least one point is fine-tuned, so the front is never empty
             cfg.log(f"time budget reached: {len(chosen) - len(hifi)} full-fidelity evaluations skipped")
             break
         choice = {name: t.params.get(name, "dense") for name in choices}
         model_t, rate = _finetune(lambda choice=choice: ev.build(choice), train_set, cfg.finetune_batches, lr=cfg.lr,
-                                  batch_size=cfg.batch_size, seed=cfg.seed)
+                                  batch_size=cfg.batch_size, seed=cfg.seed, teacher=teacher)
         val_acc = evaluate(model_t, val_set)["accuracy"]
         c = ev.costs(model_t, choice)
         hifi.append({"trial": t.number, "choice": choice, "model": model_t, "val_accuracy": val_acc,
@@ -431,7 +435,7 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
         "search": {"study": study_name, "storage": _redact(url), "sampler": cfg.sampler, "seed": cfg.seed,
                    "low_fidelity": cfg.low_fidelity, "val_samples": cfg.val_samples, "trials": len(trials),
                    "lowfi_front": len(lowfi_front), "full_evaluations": len(hifi),
-                   "finetune_batches": cfg.finetune_batches,
+                   "finetune_batches": cfg.finetune_batches, "distill": cfg.distill,
                    "estimate_s": {k: round(v, 1) for k, v in estimate.items()},
                    "wall_s": round(deadline.elapsed(), 1), "time_budget_s": cfg.time_budget,
                    "stopped_by_time_budget": deadline.hit,

@@ -139,8 +139,10 @@ def lowfi_accuracy(model: nn.Module, val_set, val_samples: int) -> float:
 
 
 def _finetune(build: Callable[[], nn.Module], train_set, batches: int, *, lr: float, batch_size: int,
-              seed: int) -> tuple[nn.Module, float | None]:
-    """A freshly built model fine-tuned for ``batches`` batches (SGD, cosine schedule).
+              seed: int, teacher: nn.Module | None = None) -> tuple[nn.Module, float | None]:
+    """A freshly built model fine-tuned for ``batches`` batches (SGD, one cosine schedule over all of them;
+    more batches than an epoch run as several epochs of equal length). With ``teacher``, the loss distils
+    from it as ``tensorslim finetune --distill`` does (α 0.5, T 4).
 
     A run that diverges is restarted from the decomposed weights at a tenth of the learning rate, then a
     hundredth; if all diverge the model is returned as decomposed. Returns the model and the learning rate
@@ -150,6 +152,20 @@ def _finetune(build: Callable[[], nn.Module], train_set, batches: int, *, lr: fl
 
     if batches <= 0:
         return build(), None
+    per_epoch = math.ceil(len(train_set) / batch_size)
+    epochs = math.ceil(batches / per_epoch)
+    for rate in (lr, lr / 10, lr / 100):
+        model = build()
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=rate, max_batches=math.ceil(batches / epochs),
+                          seed=seed, distill_alpha=0.5 if teacher is not None else 0.0)
+        try:
+            train(model, train_set, None, cfg, teacher=teacher, log=None)
+        except TensorSlimError as err:
+            if "diverged" not in str(err):
+                raise
+            continue
+        return model.eval(), rate
+    return build(), None
     for rate in (lr, lr / 10, lr / 100):
         model = build()
         cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=rate, max_batches=batches, seed=seed)
