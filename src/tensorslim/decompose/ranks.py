@@ -6,15 +6,15 @@ Conventions used throughout:
   nnabla's "compression ratio" CR is the removed fraction, ``CR = 1 - ratio``; a "compression factor" of
   ``c×`` is ``ratio = 1 / c``. Biases are left out of both counts (they are the same before and after).
 * Every ``*_for_ratio`` rule returns the **largest** rank whose parameter count is ``<= ratio · dense``, but
-  at least 1 (a ratio below what rank 1 costs still gives rank 1; compare with the ``*_params`` helpers
-  if that matters).
+  at least 1 (a ratio below what rank 1 costs still gives rank 1).
 * Conv kernels are ``T × S × kh × kw`` (out channels, in channels, kernel height, width); Linear weights are
   ``out × in``.
 
 Contents: :func:`energy_rank`; :func:`evbmf` (empirical variational Bayes matrix factorisation, the analytic
 solution of Nakajima et al. 2013 with the noise variance estimated as in Nakajima et al. 2015);
-:func:`weakened_evbmf` (MUSCO); :func:`tucker2_ranks_evbmf` (Kim et al. 2016); rank-for-ratio rules per
-method; parameter and MAC counts; and the "would not be faster" skip rules.
+:func:`weakened_evbmf` (MUSCO); :func:`tucker2_ranks_evbmf` (Kim et al. 2016); the closed-form rank-for-ratio
+rules of CP, Tucker-2 and TT (the library meets a ratio by searching the replacement's own ``params()``; these
+rules serve the decomposition benchmark) with the parameter counts they rely on.
 """
 
 from __future__ import annotations
@@ -276,16 +276,6 @@ def tucker2_ranks_evbmf(kernel: torch.Tensor, *, k: float | None = None,
 # ------------------------------------------------------------------------------------------------------------
 
 
-def svd_params(in_features: int, out_features: int, rank: int) -> int:
-    """``rank·(in + out)``: weights of Linear(in→rank) + Linear(rank→out), bias excluded."""
-    return rank * (in_features + out_features)
-
-
-def cp_params(T: int, S: int, kh: int, kw: int, rank: int, form: str = "cp3") -> int:
-    """CP conv weights, bias excluded: CP-3 ``R(S + kh·kw + T)``; CP-4 ``R(S + kh + kw + T)``."""
-    return rank * (S + _cp_spatial(kh, kw, form) + T)
-
-
 def tucker2_params(T: int, S: int, kh: int, kw: int, ranks: tuple[int, int] | Sequence[int]) -> int:
     """Tucker-2 conv weights ``S·R_in + kh·kw·R_in·R_out + T·R_out`` for ``ranks = (R_in, R_out)``."""
     r_in, r_out = (int(r) for r in ranks)
@@ -340,12 +330,6 @@ def _dims(**dims: int) -> None:
         check_int(value, name)
 
 
-def svd_rank_for_ratio(in_features: int, out_features: int, ratio: float) -> int:
-    """Largest SVD rank with ``R(in + out) <= ratio·in·out``: ``R = ⌊ratio·in·out/(in + out)⌋`` (>= 1)."""
-    _dims(in_features=in_features, out_features=out_features)
-    ratio = _check_ratio(ratio)
-    dense = in_features * out_features
-    return max(1, math.floor(ratio * dense / (in_features + out_features) + 1e-9))
 
 
 def cp_rank_for_ratio(T: int, S: int, kh: int, kw: int, ratio: float, form: str = "cp3") -> int:
@@ -425,66 +409,3 @@ def tt_rank_for_ratio(shape: Sequence[int], ratio: float, *, in_shape: Sequence[
     while best > 1 and tt_params(sizes, best - 1) == tt_params(sizes, best):
         best -= 1
     return best
-
-
-# ------------------------------------------------------------------------------------------------------------
-# MACs and the "would not be faster" skip rules
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _hw(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    h, w = as_shape(value, name)
-    return h, w
-
-
-def dense_conv_macs(T: int, S: int, kh: int, kw: int, out_hw: int | Sequence[int]) -> int:
-    """``T·S·kh·kw·Ho·Wo``: multiply-adds of the dense convolution (groups = 1)."""
-    ho, wo = _hw(out_hw, "out_hw")
-    return T * S * kh * kw * ho * wo
-
-
-def cp_conv_macs(rank: int, T: int, S: int, kh: int, kw: int, in_hw: int | Sequence[int],
-                 out_hw: int | Sequence[int], form: str = "cp3") -> int:
-    """Multiply-adds of a CP conv.
-
-    CP-3: ``R(S·Hi·Wi + kh·kw·Ho·Wo + T·Ho·Wo)`` (1×1 S→R at the input size, depthwise kh×kw, 1×1 R→T).
-    CP-4: ``R(S·Hi·Wi + kh·Ho·Wi + kw·Ho·Wo + T·Ho·Wo)`` (the vertical kh×1 depthwise conv carries the
-    vertical stride and keeps the input width, the horizontal 1×kw one the horizontal stride).
-    """
-    hi, wi = _hw(in_hw, "in_hw")
-    ho, wo = _hw(out_hw, "out_hw")
-    if form == "cp3":
-        return rank * (S * hi * wi + kh * kw * ho * wo + T * ho * wo)
-    if form == "cp4":
-        return rank * (S * hi * wi + kh * ho * wi + kw * ho * wo + T * ho * wo)
-    raise ValueError(f"form must be 'cp3' or 'cp4', got {form!r}")
-
-
-def tucker2_conv_macs(ranks: tuple[int, int] | Sequence[int], T: int, S: int, kh: int, kw: int,
-                      in_hw: int | Sequence[int], out_hw: int | Sequence[int]) -> int:
-    """``S·R_in·Hi·Wi + kh·kw·R_in·R_out·Ho·Wo + T·R_out·Ho·Wo`` for ``ranks = (R_in, R_out)``."""
-    r_in, r_out = (int(r) for r in ranks)
-    hi, wi = _hw(in_hw, "in_hw")
-    ho, wo = _hw(out_hw, "out_hw")
-    return S * r_in * hi * wi + kh * kw * r_in * r_out * ho * wo + T * r_out * ho * wo
-
-
-def cp_conv_not_faster(rank: int, T: int, S: int, kh: int, kw: int, in_hw: int | Sequence[int],
-                       out_hw: int | Sequence[int], form: str = "cp3") -> bool:
-    """Skip rule: True when the CP conv needs at least the dense conv's multiply-adds,
-    ``R(S·Hi·Wi + k²·Ho·Wo + T·Ho·Wo) >= T·S·k²·Ho·Wo`` for CP-3 (CP-4 analogous)."""
-    return cp_conv_macs(rank, T, S, kh, kw, in_hw, out_hw, form) >= dense_conv_macs(T, S, kh, kw, out_hw)
-
-
-def tucker2_conv_not_faster(ranks: tuple[int, int] | Sequence[int], T: int, S: int, kh: int, kw: int,
-                            in_hw: int | Sequence[int], out_hw: int | Sequence[int]) -> bool:
-    """Skip rule for Tucker-2: True when its multiply-adds reach the dense conv's."""
-    return tucker2_conv_macs(ranks, T, S, kh, kw, in_hw, out_hw) >= dense_conv_macs(T, S, kh, kw, out_hw)
-
-
-def svd_not_faster(rank: int, in_features: int, out_features: int) -> bool:
-    """Skip rule for an SVD Linear: True when ``R >= S·T/(S + T)``, i.e. ``R(S + T) >= S·T`` (the two
-    factors cost at least the dense layer, in parameters and in multiply-adds alike)."""
-    return rank * (in_features + out_features) >= in_features * out_features
