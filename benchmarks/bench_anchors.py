@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # the repository root: tests._tensorly
 RESULTS = BENCH / "results"
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_anchors.py"
 LAYERS = {"conv64": ("conv", 64, 32), "conv256": ("conv", 256, 8), "fc512": ("fc", 512, 512)}
@@ -84,7 +85,8 @@ def layer_rows(cases, bl, repeats: int, warmup: int, use_tltorch: bool) -> list[
 
 def decomposition_rows(cases, bd, use_tensorly: bool) -> list[dict]:
     """Ours against TensorLy at equal rank on each conv case's (synthetic, trained-like) kernel."""
-    from tensorslim.decompose import _tensorly as tly
+    from tests import _tensorly as tly
+
     from tensorslim.decompose import cp_als, cp_power, partial_tucker, tt_svd
 
     bd.warm_up(use_tensorly)

@@ -45,10 +45,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests._tensorly
 
 from bench_decompose import synthetic_kernel  # noqa: E402
+from tests import _tensorly as tly  # noqa: E402
 
-from tensorslim.decompose import _tensorly as tly  # noqa: E402
 from tensorslim.decompose import cp_als, cp_to_tensor  # noqa: E402
 
 CASES = [(64, 64, 16), (64, 64, 32), (128, 128, 32), (128, 128, 64), (256, 256, 32), (256, 256, 64),

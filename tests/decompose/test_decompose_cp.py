@@ -10,9 +10,9 @@ import warnings
 
 import pytest
 import torch
+from tests import _tensorly as tly
 
 from tensorslim.decompose import CPResult, cp_als, cp_power, cp_to_tensor, max_cp_rank, truncated_svd
-from tensorslim.decompose import _tensorly as tly
 from tensorslim.decompose.cp import gevd_applies
 
 

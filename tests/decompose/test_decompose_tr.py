@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from tests import _tensorly as tly
 
-from tensorslim.decompose import _tensorly as tly
 from tensorslim.decompose.tensor_ring import (
     TRResult,
     _gram,

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from tests import _tensorly as tly
 
 from tensorslim.decompose import TTResult, max_tt_ranks, tt_matrix, tt_matrix_to_matrix, tt_svd, tt_to_tensor
-from tensorslim.decompose import _tensorly as tly
 
 
 def random_tt(shape, ranks, gen):

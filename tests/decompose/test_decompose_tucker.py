@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests import _tensorly as tly
 
 from tensorslim.decompose import TuckerResult, partial_tucker, tucker, tucker_to_tensor
-from tensorslim.decompose import _tensorly as tly
 
 
 def planted_tucker(shape, ranks, modes, gen):

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from layers_testutil import check_accounting, counted_macs, numel_params, rel_err
+from tests import _tensorly as tly
 from tests._threads import _one_thread  # noqa: F401 - autouse fixture: one torch thread per test
 from torch import nn
 
 from tensorslim.cost import profile
-from tensorslim.decompose import _tensorly as tly
 from tensorslim.decompose.tensor_ring import max_tr_ranks
 from tensorslim.errors import DecompositionError
 from tensorslim.export import export_onnx

@@ -5,7 +5,7 @@ Frobenius error of the approximation). Arithmetic runs in float64; results come 
 Invalid input (rank 0 or above what the shape allows, NaN/inf entries, shape mismatches) raises ValueError
 with a one-line message. Rank *selection* lives in :mod:`tensorslim.decompose.ranks`.
 
-TensorLy is used only as an independent reference, through :mod:`tensorslim.decompose._tensorly`.
+TensorLy is not a dependency: the tests and benchmarks use it as an independent reference (``tests/_tensorly.py``).
 """
 
 from . import ranks

@@ -1,7 +1,9 @@
-"""The one place that imports TensorLy: thin wrappers returning this package's result types.
+"""TensorLy as an independent reference for the tests and benchmarks: thin wrappers returning tensorslim's
+result types.
 
-They serve as independent references in tests and benchmarks (and as optional backends); nothing else in
-tensorslim imports tensorly, so an API change there is fixed here once. TensorLy is imported lazily and run
+TensorLy is a dev extra only: nothing in ``src/tensorslim`` imports it; the tests and benchmarks that compare
+against it import this module (``from tests._tensorly import ...``; benchmarks put the repository root on
+``sys.path``), so an API change there is fixed here once. TensorLy is imported lazily and run
 on its PyTorch backend, set only for the duration of each call (thread-locally) and restored afterwards.
 Inputs are converted to float64 torch tensors; results come back as float64 torch tensors.
 """
@@ -14,10 +16,10 @@ from typing import Any
 
 import torch
 
-from ._common import WORK_DTYPE, prepare, relative_error
-from .cp import CPResult, cp_to_tensor
-from .tt import TTResult, tt_to_tensor
-from .tucker import TuckerResult, tucker_to_tensor
+from tensorslim.decompose._common import WORK_DTYPE, prepare, relative_error
+from tensorslim.decompose.cp import CPResult, cp_to_tensor
+from tensorslim.decompose.tt import TTResult, tt_to_tensor
+from tensorslim.decompose.tucker import TuckerResult, tucker_to_tensor
 
 
 def available() -> bool:
