@@ -307,11 +307,14 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
     t_eval = time.perf_counter()
     base_val_lowfi = lowfi_accuracy(model, val_set, cfg.val_samples)
     t_eval = time.perf_counter() - t_eval
+    # the budget's cost limits steer the sampler (Optuna trial constraints, set in the objective)
+    limits = [(k, v) for k, v in (cfg.budget.limits if cfg.budget else ()) if k in ("params", "macs", "memory")]
+    constraints = (lambda t: [t.user_attrs[k] / ev.base[k] - v for k, v in limits]) if limits else None
     signature = hashlib.sha1(json.dumps({
         "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(cfg.methods),
         "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
         "lowfi": cfg.low_fidelity, "val_samples": cfg.val_samples, "seed": cfg.seed, "sampler": cfg.sampler,
-        "data": opts,
+        "data": opts, "constraints": limits,
         "choices": [[s.name, [p.key for p in s.survivors]] for s in live]}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -339,6 +342,8 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
             c = ev.costs(model_t, choice)
         for k, v in c.items():
             trial.set_user_attr(k, v)
+        for k, limit in limits:  # the samplers prefer feasible trials (feasible: every constraint <= 0)
+            trial.set_constraint(k, c[k] / ev.base[k] - limit)
         return tuple(acc if o == "accuracy" else float(c[o]) for o in cfg.objectives)
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -367,7 +372,13 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
                 f"{format_seconds(deadline.elapsed())}: the front is made of the trials done so far")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
-    lowfi_front = [trials[i] for i in pareto_indices([minimised(t.values, objs) for t in trials])]
+    feasible = [t for t in trials if constraints is None or max(constraints(t)) <= 0]
+    if constraints is not None:
+        wanted = ", ".join(f"{k}<={v:g}" for k, v in limits)
+        cfg.log(f"{len(feasible)} of {len(trials)} trials meet the budget's {wanted}"
+                + ("" if feasible else "; the front is made of all trials"))
+    pool = feasible or trials
+    lowfi_front = [pool[i] for i in pareto_indices([minimised(t.values, objs) for t in pool])]
     # deduplicate equal choices (a resumed NSGA-II may repeat a point)
     uniq: dict[str, Any] = {}
     for t in lowfi_front:
@@ -436,8 +447,8 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
                    "low_fidelity": cfg.low_fidelity, "val_samples": cfg.val_samples, "trials": len(trials),
                    "lowfi_front": len(lowfi_front), "full_evaluations": len(hifi),
                    "finetune_batches": cfg.finetune_batches, "distill": cfg.distill,
-                   "estimate_s": {k: round(v, 1) for k, v in estimate.items()},
-                   "wall_s": round(deadline.elapsed(), 1), "time_budget_s": cfg.time_budget,
+                   "estimate_s": {k: round(v, 3) for k, v in estimate.items()},
+                   "wall_s": round(deadline.elapsed(), 3), "time_budget_s": cfg.time_budget,
                    "stopped_by_time_budget": deadline.hit,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
