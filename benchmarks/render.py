@@ -417,13 +417,15 @@ def render_explore(results: Path | None = None) -> str:
     for r in data["results"]:
         p, s = r["pruning"], r["search"]
         kept = 1.0 - p["removed_share"]["error-bound"]
-        rows.append([r["model"], pct(r["original"]["accuracy"]), f"10^{p['space_log10']['all']:.1f}",
-                     f"{int(p['space_size']['error-bound']):,}", f"{kept:.2e}",
+        rows.append([r["model"], pct(r["original"]["accuracy"]),
+                     f"{p['points']['error-bound']:,} of {p['points']['all']:,} ({1 - p['points_removed_share']:.2%})",
+                     f"10^{p['space_log10']['all']:.1f}", f"{int(p['space_size']['error-bound']):,}", f"{kept:.2e}",
                      f"{s['trials']} trials, {s['val_samples']} val images, {s['finetune_batches']} fine-tune "
                      "batches per front model",
                      f"{r['hypervolume_ratio']:.3f} ({r['reference']})", _budget(r["budget_result"])])
-    head = ["model", "its baseline (test acc)", "design space", "left after analytic pruning",
-            "share kept", "low-fidelity search", "hypervolume ÷ reference front", "budget macs≤0.25, params≤0.1, "
+    head = ["model", "its baseline (test acc)", "per-layer points kept by pruning (headline)",
+            "whole-model space", "left after pruning", "product-space share kept (secondary)", "low-fidelity search",
+            "hypervolume ÷ reference front", "budget macs≤0.25, params≤0.1, "
             "drop≤0.5"]
     commands = []
     for r in data["results"]:
@@ -497,6 +499,72 @@ def render_anchors(results: Path | None = None) -> str:
     return text
 
 
+def render_reference_front(results: Path | None = None) -> str:
+    d = load("reference-front.json", results)
+    g, s = d["grid"], d["search"]
+    rows = []
+    for name, label in (("nsga2", "NSGA-II (explore's sampler)"), ("random", "random sampling"),
+                        ("exact-merge", "exact merge of the per-layer fronts")):
+        r = s[name]
+        evals = f"{r['evaluations']:,} ({r['evaluations'] / g['combinations']:.0%})" if r["evaluations"] else \
+            f"0 (forms {r['partial_combinations']:,} partial sums)"
+        met = "met" if r["mean"] >= d["goal"]["share"] else f"not met (short by {d['goal']['share'] - r['mean']:.3f})"
+        rows.append([label, evals, f"{r['mean']:.4f} ± {r['spread']:.4f}", met if r["evaluations"] else "—"])
+    tuned = [[f"{t['params']:,}", f"{t['macs']:,}", f"{t['output_error']:.3f}", pct(t["test_accuracy"])]
+             for t in d["finetuned_front"]]
+    seeds = d["settings"]["seeds"]
+    return (source_line(d["command"], "reference-front.json")
+            + f"\nGrid: {g['combinations']:,} whole-model combinations of {len(g['layers'])} layers "
+            f"({' × '.join(map(str, g['choices']))} choices, keep-dense included) of `{d['baseline']}`, each "
+            f"evaluated at rung (b); reference front {g['reference_front']} points, hypervolume {g['hypervolume']} "
+            f"(normalised, reference point {tuple(g['reference_point'])}). Hypervolume share over {seeds} seeds "
+            "(mean ± standard deviation); goal ≥ 0.95 with ≤ 10 % of the evaluations.\n\n"
+            + md_table(["search", "evaluations", "hypervolume ÷ reference front", "goal"], rows)
+            + f"\n\nA sample of the reference front, fine-tuned {d['settings']['epochs']} epoch(s) with "
+            f"distillation and tested (baseline {pct(d['baseline_test_accuracy'])}; Spearman of rung (b) against "
+            f"test accuracy {d['spearman_rung_b_vs_test']}):\n\n"
+            + md_table(["params", "MACs", "rung (b): summed output error", "test accuracy"], tuned))
+
+
+def render_proxy(results: Path | None = None) -> str:
+    d = load("proxy.json", results)
+    proxies = ["weight_error", "output_error", "logit_error", "zero_shot", "short_ft"]
+    rows = [[name, str(c["n"]), *[("—" if c[p] is None else f"{c[p]:.2f}") for p in proxies]]
+            for name, c in d["correlations"].items()]
+    bias = d.get("family_bias", {}).get("output_error", {})
+    st = d["settings"]
+    return (source_line(d["command"], "proxy.json")
+            + f"\nTarget: {d['target']}, {st['final_epochs']} epoch(s)"
+            + (f" of at most {st['final_batches']} batches" if st.get("final_batches") else "")
+            + f", on `{d['baseline']}`. Calibration: {st['calibration']} training images; zero-shot and short "
+            f"fine-tune ({st['short_batches']} batches) on {st['val_samples']} validation images. Goal: ≥ 0.8 "
+            "for rung (b), the output error.\n\n"
+            + md_table(["points", "n", "weight error", "rung (b): output error", "logit error", "zero-shot accuracy",
+                        "rung (c): short fine-tune"], rows)
+            + ("\n\nRank bias of rung (b) per method (mean rank(final) − rank(proxy), as a share of the points; "
+               "positive: the proxy under-rates the method): "
+               + ", ".join(f"{m} {v:+.2f}" for m, v in bias.items()) if bias else ""))
+
+
+def render_explore_budget(results: Path | None = None) -> str:
+    d = load("explore-budget.json", results)
+    rows = []
+    for name, r in d["rows"].items():
+        rows.append([name + (f" ({r['id']}: {'+'.join(r['methods'])})" if "id" in r else ""), f"{r['params']:,}",
+                     f"{r['params_reduction']:.2f}×", f"{r['macs']:,}", f"{r['macs_reduction']:.2f}×",
+                     pct(r["test_accuracy"]), f"{-r['drop']:+.2f} pt", f"{r['speedup_b1']:.2f}×"])
+    met = ", ".join(f"{k} {'met' if v else 'not met'}" for k, v in d["met"].items())
+    return (source_line(d["command"], "explore-budget.json")
+            + f"\nBudget `{d['budget']}` on `{d['baseline']}`; explore took {d['minutes']} min on 2 cores "
+            f"(estimate printed before the search: {d['search']['estimate_s']['total_s'] / 60:.1f} min). Recipes: "
+            + "; ".join(f"{k}: {v}" for k, v in d["recipe"].items())
+            + f". Goals (≥ 10× params, ≥ 3× MACs, ≤ 0.5 pt test drop, ≥ 2× ORT batch 1, ≤ 60 min): {met}. "
+            f"Front points at least as accurate as the finetune-budget model (within 0.05 pt) with fewer params or "
+            f"MACs: {', '.join(d['front_points_beating_finetune_budget']) or 'none'}.\n\n"
+            + md_table(["model", "params", "fewer", "MACs", "fewer", "test accuracy", "vs dense", "ORT b1 speedup"],
+                       rows))
+
+
 RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "committed": render_committed,
     "provenance": render_provenance,
@@ -512,6 +580,9 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "int8": render_int8,
     "pte": render_pte,
     "explore": render_explore,
+    "reference-front": render_reference_front,
+    "proxy": render_proxy,
+    "explore-budget": render_explore_budget,
     "search": render_search,
     "demo": render_demo,
     "anchors": render_anchors,
