@@ -96,3 +96,29 @@ def test_a_cost_budget_steers_the_search_and_the_front_meets_it(tiny_dir, tmp_pa
     assert any(f"{len(feasible)} of {len(done)} trials meet the budget's params<=0.6" in m for m in msgs)
     assert feasible and all(p["relative"]["params"] <= 0.6 for p in res.points)
     assert res.selected is not None and res.selected["relative"]["params"] <= 0.6
+
+
+def test_explore_takes_your_own_dataloaders(tiny_dir, tmp_path):
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tensorslim import data, modeldir
+    from tensorslim.train import evaluate
+
+    def as_tensors(split):
+        ds = data.load("synthetic", split, **SYNTH)
+        xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+        return TensorDataset(torch.stack(xs), torch.tensor(ys))
+
+    mine = {"train": DataLoader(as_tensors("train"), batch_size=32), "val": as_tensors("val"),
+            "test": DataLoader(as_tensors("test"), batch_size=50)}
+    opts = {k: v for k, v in FAST.items() if k != "data_options"}
+    res = explore(tiny_dir, mine, out=tmp_path / "o", log=None, **opts)
+    assert res.pareto["dataset"]["name"] == "user" and res.pareto["eval_split"] == "test"
+    test = as_tensors("test")
+    for p in res.points:  # the recorded test accuracy is the saved model's on the user's test tensors
+        model = modeldir.load(tmp_path / "o" / p["path"])
+        assert p["accuracy"] == pytest.approx(evaluate(model, test)["accuracy"])
+        assert modeldir.read_meta(tmp_path / "o" / p["path"]).get("dataset") is None
+    with pytest.raises(ExploreError, match="data_options apply to a named dataset"):
+        explore(tiny_dir, mine, out=tmp_path / "p", log=None, **FAST)

@@ -47,6 +47,7 @@ import torch
 
 from .. import _atomic, _interrupt, modeldir
 from .. import data as data_mod
+from ..data import user as user_data
 from ..errors import TensorSlimError
 from ..study.pareto import Objective, hypervolume, minimised, pareto_indices
 from ..study.progress import Deadline, Ticker, format_seconds, parse_duration
@@ -229,9 +230,11 @@ class ExploreConfig:
             raise ExploreError(f"low_fidelity must be 'zeroshot' or a number of fine-tune batches, not {low!r}")
 
 
-def explore(model_dir: str | os.PathLike, dataset: str, config: ExploreConfig | None = None,
+def explore(model_dir: str | os.PathLike, dataset: Any, config: ExploreConfig | None = None,
             **options: Any) -> ExploreResult:
-    """Explore the compression design space of the model directory ``model_dir`` on ``dataset``.
+    """Explore the compression design space of the model directory ``model_dir`` on ``dataset``: a built-in
+    dataset's name, or your own data (a Dataset / DataLoader, a ``(train, val[, test])`` tuple or a
+    ``{"train", "val", "test"}`` dict: :func:`tensorslim.data.user.splits`).
 
     ``config`` is an :class:`ExploreConfig`; or give its fields as keywords (``out=DIR, max_evals=...``). See the
     module docstring for the stages. Returns the parsed ``pareto.json`` (also written to ``config.out``).
@@ -243,7 +246,7 @@ def explore(model_dir: str | os.PathLike, dataset: str, config: ExploreConfig | 
     return _explore(Path(model_dir), dataset, config)
 
 
-def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult:
+def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult:
     model = modeldir.load(model_dir)
     meta = modeldir.read_meta(model_dir)
     if not meta.get("input_shape"):
@@ -254,12 +257,26 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
         cfg.out.mkdir(parents=True, exist_ok=True)
     store = open_storage(url)  # fail fast, before any work
     opts = dict(cfg.data_options or {})
-    train_set = data_mod.load(dataset, "train", cfg.data_dir, **opts)
-    val_set = data_mod.load(dataset, "val", cfg.data_dir, **opts)
-    test_set = data_mod.load(dataset, cfg.eval_split, cfg.data_dir, **opts)
-    if tuple(val_set.input_shape) != input_shape:
+    eval_split = cfg.eval_split
+    if isinstance(dataset, str):
+        train_set = data_mod.load(dataset, "train", cfg.data_dir, **opts)
+        val_set = data_mod.load(dataset, "val", cfg.data_dir, **opts)
+        test_set = data_mod.load(dataset, eval_split, cfg.data_dir, **opts)
+        data_shape, dataset_name, data_record = tuple(val_set.input_shape), dataset, dataset
+    else:  # your own Dataset / DataLoader: {"train", "val", "test"}, a tuple, or one training set
+        if opts:
+            raise ExploreError("data_options apply to a named dataset, not to your own Dataset or DataLoader")
+        train_u, val_u, test_u, data_record = user_data.splits(dataset, seed=cfg.seed)
+        train_set, val_set = train_u.dataset, val_u.dataset
+        if test_u is None:
+            cfg.log("note: no test split given: the front is reported on the validation split")
+            eval_split = "val"
+        test_set = test_u.dataset if test_u is not None else val_set
+        data_shape, dataset_name = train_u.input_shape, None
+        dataset = f"user:{data_record['fingerprint']}"
+    if data_shape != input_shape:
         raise ExploreError(f"{model_dir}: the model takes {','.join(map(str, input_shape))} inputs, "
-                           f"{dataset} has {','.join(map(str, val_set.input_shape))}")
+                           f"{dataset} has {','.join(map(str, data_shape))}")
 
     # 1-2. design space and pruning -------------------------------------------------------------------------
     deadline = Deadline(cfg.time_budget)
@@ -438,8 +455,8 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
         return [(1.0 - p[acc_key] / 100.0) if o == "accuracy" else p[o] / ev.base[o] for o in cfg.objectives]
 
     pareto = {
-        "format": FORMAT, "version": 1, "model": str(model_dir), "dataset": dataset, "objectives": list(cfg.objectives),
-        "eval_split": cfg.eval_split,
+        "format": FORMAT, "version": 1, "model": str(model_dir), "dataset": data_record,
+        "objectives": list(cfg.objectives), "eval_split": eval_split,
         "original": {**ev.base, "accuracy": base_test, "val_accuracy": base_val,
                      "lowfi_accuracy": base_val_lowfi},
         "pruning": pruning,
@@ -470,10 +487,10 @@ def _explore(model_dir: Path, dataset: str, cfg: ExploreConfig) -> ExploreResult
     (cfg.out / "pareto.json").unlink(missing_ok=True)
     with _atomic.atomic_dir(cfg.out / "pareto") as tmp:
         for h in front:
-            metrics = {"accuracy": {cfg.eval_split: h["accuracy"], "val": h["val_accuracy"]}, "params": h["params"],
+            metrics = {"accuracy": {eval_split: h["accuracy"], "val": h["val_accuracy"]}, "params": h["params"],
                        "macs": h["macs"], "memory": h["memory"], "explore": {"trial": h["trial"],
                                                                            "choices": h["choice"]}}
-            modeldir.save(h["model"], tmp / h["id"], dataset=dataset, metrics=metrics, input_shape=input_shape)
+            modeldir.save(h["model"], tmp / h["id"], dataset=dataset_name, metrics=metrics, input_shape=input_shape)
     if cfg.plots:
         _atomic.write_bytes(cfg.out / "plots" / "front.png", front_plot(pareto, trials_json, hifi))
         _atomic.write_bytes(cfg.out / "plots" / "methods.png", methods_plot(pareto, trials_json))
