@@ -122,3 +122,14 @@ def test_explore_takes_your_own_dataloaders(tiny_dir, tmp_path):
         assert modeldir.read_meta(tmp_path / "o" / p["path"]).get("dataset") is None
     with pytest.raises(ExploreError, match="data_options apply to a named dataset"):
         explore(tiny_dir, mine, out=tmp_path / "p", log=None, **FAST)
+
+
+def test_tensor_ring_reaches_explore_end_to_end(tiny_dir, tmp_path):
+    """The method added as one file (methods/tensor_ring.py) goes through explore like the others."""
+    opts = {**FAST, "methods": ["tr"], "max_evals": 6, "full_evals": 2, "max_error": 0.9}
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", log=None, **opts)
+    assert "tr" in res.pareto["pruning"]["methods"]
+    m = res.pareto["pruning"]["methods"]["tr"]
+    assert m["points"] > 0 and m["points"] == m["survivors"] + sum(m["removed"].values())
+    tried = json.loads((tmp_path / "o" / "trials.json").read_text())
+    assert any("tr" in t["methods"] for t in tried) or "vanished" in m
