@@ -17,6 +17,7 @@ Models built by tensorslim carry their spec in the attribute ``tensorslim_spec``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import _atomic, records, trust
 from .errors import ModelError
+from .models import build_spec
 from .records import (  # noqa: F401 - the names every stage uses
     COMPRESSION_ATTR,
     FORMAT,
@@ -39,6 +43,7 @@ from .records import (  # noqa: F401 - the names every stage uses
     VERSION,
     WEIGHTS,
 )
+from .surgery import rebuild
 
 
 def build(spec: dict[str, Any], input_shape: tuple[int, ...] | None = None) -> nn.Module:
@@ -46,8 +51,6 @@ def build(spec: dict[str, Any], input_shape: tuple[int, ...] | None = None) -> n
 
     The spec is the caller's own (a name typed on the command line, a dict in Python): it is not checked
     against :mod:`tensorslim.trust`. Specs read from files go through :func:`read_meta`, which is."""
-    from .models import build_spec
-
     model = build_spec(spec)
     setattr(model, SPEC_ATTR, {"builder": spec["builder"], "kwargs": dict(spec.get("kwargs") or {})})
     if input_shape is not None:
@@ -74,8 +77,6 @@ def save(
     ``spec`` names the factory that rebuilds it (``{"builder": "pkg.module:factory", "kwargs": {...}}``);
     models built by ``tensorslim.models.build`` or :func:`build` carry theirs. A builder that is user code is
     recorded with ``"trust_code": true``: loading the directory then needs ``trust_code=True``."""
-    from safetensors.torch import save_file
-
     spec = spec or getattr(model, SPEC_ATTR, None)
     if spec is None:
         raise ModelError(
@@ -224,8 +225,6 @@ def check_header(header: dict[str, tuple[str, tuple[int, ...]]], model: nn.Modul
 
 
 def sha256_file(file: str | os.PathLike) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with open(file, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -239,9 +238,6 @@ def load_weights(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise ModelError(f"{file}: weights file not found")
     if file.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         read_safetensors_header(file)
         try:
             return load_file(str(file))
@@ -275,8 +271,6 @@ def structure(record: records.ModelRecord, source: Any) -> nn.Module:
     """The model a record describes, compressed layers included, with fresh (random) weights."""
     model = build(record.spec.to_dict(), record.input_shape)
     if record.compression is not None:
-        from .surgery import rebuild
-
         model = rebuild(model, record.compression.to_dict(), source=source)
     return model
 

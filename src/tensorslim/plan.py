@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from . import methods
-from .errors import TensorSlimError
+from .errors import ModelError, TensorSlimError
 from .methods import targets
+from .records import read_json_object
 
 METHODS = methods.names()  # what a rule may name: the registry's methods
 RANK_KEYS = ("rank", "ratio", "macs_ratio", "energy", "vbmf")
@@ -194,9 +195,6 @@ def _check_rank_value(kind: str, value: Any, method: str, where: str) -> None:
 
 def read(path: str | os.PathLike) -> Plan:
     """Read and validate a plan file."""
-    from .errors import ModelError
-    from .records import read_json_object
-
     path = Path(path)
     try:
         raw = read_json_object(path, "plan file")

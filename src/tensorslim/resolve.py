@@ -7,6 +7,7 @@ factory (``package.module:factory`` or ``path/to/file.py:factory``), optionally 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from . import modeldir
+from . import modeldir, models
 from .errors import ModelError
 
 
@@ -34,8 +35,6 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 def spec_for(target: str, *, in_channels: int | None = None, num_classes: int | None = None,
              input_size: int | None = None, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A build spec for a built-in name or factory, passing only the arguments the factory accepts."""
-    from . import models
-
     factory = models.resolve_factory(target)
     accepted = _accepted_params(factory)
     merged: dict[str, Any] = {}
@@ -58,8 +57,6 @@ def open_model(target: str, *, input_shape: tuple[int, ...] | None = None, weigh
                num_classes: int | None = None, kwargs: dict[str, Any] | None = None
                ) -> tuple[nn.Module, tuple[int, ...]]:
     """Load or build ``target``; returns the model (eval mode) and the input shape to use with it."""
-    from . import models
-
     if modeldir.is_model_dir(target):
         model = modeldir.load(target)
         shape = input_shape or getattr(model, modeldir.INPUT_SHAPE_ATTR, None)
@@ -85,8 +82,6 @@ def open_model(target: str, *, input_shape: tuple[int, ...] | None = None, weigh
 
 def _no_such_directory(target: str) -> str:
     """A one-line error for a path that does not exist, naming the closest folder beside it."""
-    import difflib
-
     path = Path(target)
     parent = path.parent
     if not parent.is_dir():

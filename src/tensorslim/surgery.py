@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from torch import nn
 from . import methods
 from . import plan as plan_mod
 from .errors import DecompositionError, ModelError, TensorSlimError
+from .layers import LAYERS
 from .methods import LayerContext, targets
 from .methods.tt import balanced_tt_shapes  # noqa: F401 - part of this module's public names
 from .records import COMPRESSION_ATTR, INPUT_SHAPE_ATTR
@@ -32,8 +34,6 @@ from .records import COMPRESSION_ATTR, INPUT_SHAPE_ATTR
 
 def factorized_types() -> dict[str, type[nn.Module]]:
     """Every factorized layer class by name: tensorslim's layers and those the registered methods build."""
-    from .layers import LAYERS
-
     return {**LAYERS, **methods.layer_types()}
 
 
@@ -388,8 +388,6 @@ _SLOT_SIZES: dict[str, Callable[[nn.Module], Any]] = {
 
 def _check_layer_config(cls: type, config: dict[str, Any], slot: nn.Module, where: str) -> None:
     """``config`` must be ``cls``'s arguments and describe a layer with the sizes of ``slot``."""
-    import inspect
-
     if not isinstance(slot, (nn.Conv2d, nn.Linear)):
         raise ModelError(f"{where}: replaces a {type(slot).__name__}, not a Conv2d or Linear")
     params = inspect.signature(cls).parameters

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import _atomic, data, modeldir
+from . import plan as plan_mod
+from .cost import profile
 from .data import user as user_data
 from .errors import ModelError, TensorSlimError
+from .finetune import finetune
 from .resolve import open_model, parse_shape, spec_for
-from .train import TrainConfig, evaluate, train
+from .surgery import compress_with_report, compression_table, output_errors, predict
+from .train import TrainConfig, evaluate, finished_history, train
 
 
 def _check_model_takes(model, input_shape: tuple[int, ...], where: str) -> None:
     """Run one batch-1 forward so a model/input mismatch fails now, with one line, not mid-training."""
-    import torch
-
     with torch.inference_mode():
         try:
             model.eval()(torch.zeros(1, *input_shape))
@@ -66,8 +72,6 @@ def train_model(target: str, dataset: str, out: str | Path, *, data_dir: str | N
 def _finished_run(out: str | Path, dataset: str, epochs: int, log) -> dict[str, Any] | None:
     """The result of a finished ``train`` into ``out`` on ``dataset`` (its test accuracy recorded), read from
     the checkpoint and metrics.json without loading any data; None when there is more to do."""
-    from .train import finished_history
-
     history = finished_history(out, epochs)
     if history is None or modeldir.read_meta(out).get("dataset") != dataset:
         return None
@@ -141,8 +145,6 @@ def _evaluate_user_data(path, dataset, *, split: str, record: bool, model, name:
 
 def _output_width(model, input_shape: tuple[int, ...]) -> int | None:
     """The number of outputs of a batch-1 forward (classes), or None when it cannot be told here."""
-    import torch
-
     try:
         with torch.inference_mode():
             out = model.eval()(torch.zeros(1, *input_shape))
@@ -154,16 +156,12 @@ def _output_width(model, input_shape: tuple[int, ...]) -> int | None:
 def inspect_model(target: str, *, input_shape: str | tuple[int, ...] | None = None,
                   weights: str | None = None) -> dict[str, Any]:
     """The cost profile of a model directory, built-in name or factory, as text and JSON."""
-    from .cost import profile
-
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else input_shape
     model, shape = open_model(target, input_shape=shape, weights=weights)
     prof = profile(model, shape)
     text = f"{target}  input {'x'.join(map(str, shape))}\n{prof.table()}"
     record = getattr(model, modeldir.COMPRESSION_ATTR, None)
     if record:
-        from .surgery import compression_table
-
         text += "\n\ncompressed layers (original → factorized)\n" + compression_table(record["layers"],
                                                                                         record.get("skipped", []))
     return {"json": {"target": target, "input_shape": list(shape), **prof.to_dict()}, "text": text,
@@ -185,14 +183,8 @@ def compress_model(path: str | Path, plan, out: str | Path | None, *, evaluate_o
     ``warning:`` line through ``warn`` (default: stderr). ``dry_run`` logs the predicted costs (analytic, no
     decomposition) and, with the data, the output errors, and writes nothing (``out`` may be None).
     """
-    from . import plan as plan_mod
-    from .cost import profile
-    from .surgery import compress_with_report, output_errors, predict
-
     if warn is None:
         def warn(msg: str) -> None:
-            import sys
-
             print(msg, file=sys.stderr)
     if not isinstance(warn_error, (int, float)) or not warn_error >= 0:
         raise TensorSlimError(f"--warn-error {warn_error!r}: expected a number >= 0")
@@ -305,10 +297,7 @@ def demo(dataset: str, out: Path, *, data_dir: str | None = None, model: str = "
 
     The baseline is reused when ``out/<model>-baseline`` already holds a model trained for ``epochs`` epochs.
     """
-    import time
-
-    from .export import benchmark, export_target
-    from .finetune import finetune
+    from .export import benchmark, export_target  # ONNX, ONNX Runtime and matplotlib: only the demo needs them
     from .report import write_report
 
     t0 = time.perf_counter()
@@ -350,8 +339,6 @@ def demo(dataset: str, out: Path, *, data_dir: str | None = None, model: str = "
 
 def _before_after(base_dir: Path, small_dir: Path, bench) -> list[dict[str, Any]]:
     """One row per model: test accuracy, params, MACs and the median ORT latency at each batch size."""
-    from .cost import profile
-
     latency = {m.label: {t.batch: t.median_ms for t in m.timings} for m in bench.models}
     rows = []
     for path in (base_dir, small_dir):

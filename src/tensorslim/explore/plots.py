@@ -10,22 +10,19 @@ from ..study.pareto import pareto_indices
 
 
 def _figure(ncols: int = 2):
-    import matplotlib
+    """A figure on its own Agg canvas (no pyplot, no global backend). Matplotlib is imported here, on the first
+    plot: ``tensorslim pick`` and ``explore(..., plots=False)`` import this module and draw nothing."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4.4))
-    return fig, axes if ncols > 1 else [axes]
+    fig = Figure(figsize=(6 * ncols, 4.4))
+    axes = fig.subplots(1, ncols)
+    return fig, list(axes) if ncols > 1 else [axes]
 
 
 def _png(fig) -> bytes:  # noqa: ANN001
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -76,13 +76,6 @@ def check_module(layer: str, module: Any, kind: type[nn.Module]) -> None:
         raise DecompositionError(layer, f"expected a {kind.__name__}, got {type(module).__name__}")
 
 
-def decompose_module() -> Any:
-    """Import :mod:`tensorslim.decompose` on first use (it pulls in heavier numerical code)."""
-    import tensorslim.decompose as decompose
-
-    return decompose
-
-
 def run_decomposition(layer: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a ``tensorslim.decompose`` function, turning its ``ValueError`` (bad rank, bad shape) and
     linear-algebra failures into :class:`DecompositionError` naming ``layer``."""

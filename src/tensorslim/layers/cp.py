@@ -27,6 +27,7 @@ from torch import nn
 
 from tensorslim.errors import DecompositionError
 
+from .. import decompose
 from ._common import (
     ConvGeometry,
     Padding,
@@ -36,7 +37,6 @@ from ._common import (
     check_finite,
     check_positive_int,
     check_rank,
-    decompose_module,
     image_input,
     layer_label,
     like,
@@ -52,8 +52,7 @@ def _cp_function(algorithm: str) -> Callable[..., Any]:
     """The ``tensorslim.decompose`` function behind ``algorithm`` (looked up at call time)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
-    dec = decompose_module()
-    return dec.cp_power if algorithm == "power" else dec.cp_als
+    return decompose.cp_power if algorithm == "power" else decompose.cp_als
 
 
 def cp_option_names(algorithm: str) -> frozenset[str]:

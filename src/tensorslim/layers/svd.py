@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import decompose
 from ._common import (
     as_float64,
     check_finite,
     check_module,
     check_positive_int,
     check_rank,
-    decompose_module,
     feature_input,
     layer_label,
     like,
@@ -54,7 +54,7 @@ class SVDLinear(nn.Module):
         check_module(label, linear, nn.Linear)
         check_finite(label, linear.weight, linear.bias)
         layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None, name=label)
-        result = run_decomposition(label, decompose_module().truncated_svd, as_float64(linear.weight), rank)
+        result = run_decomposition(label, decompose.truncated_svd, as_float64(linear.weight), rank)
         check_finite(label, result.U, result.S, result.Vh, what="SVD result")
         root = result.S.clamp_min(0).sqrt()
         w = linear.weight

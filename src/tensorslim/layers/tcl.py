@@ -26,6 +26,7 @@ from torch import nn
 
 from tensorslim.errors import DecompositionError, ModelError
 
+from .. import decompose
 from ._common import (
     as_float64,
     balance_cp,
@@ -34,7 +35,6 @@ from ._common import (
     check_positive_int,
     check_rank,
     check_shape,
-    decompose_module,
     layer_label,
     like,
     normal_,
@@ -245,16 +245,15 @@ class TRL(nn.Module):
             raise DecompositionError(label, f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
         layer = cls(chw, linear.out_features, rank, kind=kind, bias=linear.bias is not None, name=label)
         w = as_float64(linear.weight).reshape(linear.out_features, *chw)
-        dec = decompose_module()
         ref = linear.weight
         if kind == "tucker":
             r_c, r_h, r_w, r_o = layer.rank  # type: ignore[misc]
-            result = run_decomposition(label, dec.partial_tucker, w, (0, 1, 2, 3), (r_o, r_c, r_h, r_w))
+            result = run_decomposition(label, decompose.partial_tucker, w, (0, 1, 2, 3), (r_o, r_c, r_h, r_w))
             check_finite(label, result.core, *result.factors, what="Tucker result")
             u_o, *u_chw = result.factors
             core = result.core.permute(1, 2, 3, 0)
         else:
-            fn = dec.cp_als if algorithm == "als" else dec.cp_power
+            fn = decompose.cp_als if algorithm == "als" else decompose.cp_power
             result = run_decomposition(label, fn, w, layer.rank, **options)
             check_finite(label, result.weights, *result.factors, what="CP result")
             u_o, *u_chw = balance_cp(result.weights, result.factors)
@@ -361,7 +360,7 @@ class TCLHead(nn.Module):
         chw = _check_flattening_linear(label, linear, input_shape)
         layer = cls(chw, linear.out_features, rank, bias=linear.bias is not None, bn=bn, name=label)
         w = as_float64(linear.weight).reshape(linear.out_features, *chw)
-        result = run_decomposition(label, decompose_module().partial_tucker, w, (1, 2, 3), tuple(layer.rank))
+        result = run_decomposition(label, decompose.partial_tucker, w, (1, 2, 3), tuple(layer.rank))
         check_finite(label, result.core, *result.factors, what="Tucker result")
         ref = linear.weight
         layer.to(device=ref.device, dtype=ref.dtype)

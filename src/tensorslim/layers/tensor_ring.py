@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tensorslim.decompose.tensor_ring import tr_als
 from tensorslim.errors import DecompositionError
 
 from ._common import (
@@ -171,8 +172,6 @@ def _check_fit_options(label: str, options: dict[str, Any]) -> None:
 
 
 def _fit(label: str, tensor: torch.Tensor, ranks: Sequence[int], options: dict[str, Any]) -> Any:
-    from tensorslim.decompose.tensor_ring import tr_als
-
     _check_fit_options(label, options)
     result = run_decomposition(label, tr_als, tensor, list(ranks), **options)
     check_finite(label, *result.cores, what="TR result")

@@ -20,6 +20,7 @@ from torch import nn
 
 from tensorslim.errors import DecompositionError
 
+from .. import decompose
 from ._common import (
     ConvGeometry,
     Padding,
@@ -28,7 +29,6 @@ from ._common import (
     check_finite,
     check_module,
     check_shape,
-    decompose_module,
     feature_input,
     image_input,
     layer_label,
@@ -231,7 +231,7 @@ class TTLinear(nn.Module):
         in_shape, out_shape = _check_mode_shapes(label, in_shape, out_shape, linear.in_features,
                                                  linear.out_features, "features")
         probe = cls(in_shape, out_shape, rank, bias=False, name=label)  # validates the ranks first
-        result = run_decomposition(label, decompose_module().tt_matrix, as_float64(linear.weight), out_shape,
+        result = run_decomposition(label, decompose.tt_matrix, as_float64(linear.weight), out_shape,
                                    in_shape, ranks=probe.ranks)
         check_finite(label, *result.cores, what="TT result")
         layer = cls.from_cores([like(c, linear.weight) for c in result.cores], linear.bias, name=label)
@@ -356,7 +356,7 @@ class TTConv2d(nn.Module):
         w = as_float64(conv.weight).reshape(*out_shape, *in_shape, kh, kw)
         perm = [2 * d, 2 * d + 1] + [i for k in range(d) for i in (d + k, k)]
         tensor = w.permute(perm).reshape(kh * kw, *[c * t for c, t in zip(in_shape, out_shape)])
-        result = run_decomposition(label, decompose_module().tt_svd, tensor, ranks=(1, *probe.ranks))
+        result = run_decomposition(label, decompose.tt_svd, tensor, ranks=(1, *probe.ranks))
         check_finite(label, *result.cores, what="TT result")
         first, *rest = result.cores  # first: 1 × kh·kw × r_0; rest: r_{k-1} × c_k·t_k × r_k
         spatial = first.reshape(kh * kw, -1).t().reshape(-1, kh, kw)

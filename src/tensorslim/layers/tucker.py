@@ -24,6 +24,7 @@ from torch import nn
 
 from tensorslim.errors import DecompositionError
 
+from .. import decompose
 from ._common import (
     ConvGeometry,
     Padding,
@@ -32,7 +33,6 @@ from ._common import (
     check_finite,
     check_positive_int,
     check_rank,
-    decompose_module,
     image_input,
     layer_label,
     like,
@@ -140,7 +140,7 @@ class Tucker2Conv2d(nn.Module):
         probe = cls(conv.in_channels, conv.out_channels, conv.kernel_size, ranks, stride=conv.stride,
                     padding=conv.padding, dilation=conv.dilation, bias=False, name=label)
         weight = as_float64(conv.weight)
-        partial_tucker = decompose_module().partial_tucker
+        partial_tucker = decompose.partial_tucker
         if probe.tucker1:
             result = run_decomposition(label, partial_tucker, weight, (0,), (probe.rank_out,))
             out_factor, in_factor = result.factors[0], None

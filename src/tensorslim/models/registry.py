@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cost import profile
 from ..errors import ModelError
-from ..records import INPUT_SHAPE_ATTR, SPEC_ATTR
+from ..records import INPUT_SHAPE_ATTR, SPEC_ATTR, check_json_value
 from .convnet import convnet
 from .lenet import lenet5
 from .mobilenet import mobilenetv2
@@ -135,8 +136,6 @@ def build_spec(spec: Mapping[str, Any]) -> nn.Module:
 def check_kwargs(builder: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
     """Keyword arguments must be JSON values (scalars, lists, objects) that the factory's signature takes,
     and every argument it requires must be given: checked before the factory is called."""
-    from ..records import check_json_value
-
     check_json_value(dict(kwargs), f"builder {builder!r}: kwargs")
     try:
         params = inspect.signature(factory).parameters
@@ -222,8 +221,6 @@ def _first_line(err: BaseException) -> str:
 def summary_rows(num_classes: int = 10) -> list[dict[str, Any]]:
     """One JSON-able row per built-in model at its default input shape:
     ``{"name", "input_shape", "params", "macs", "description"}`` (for ``tensorslim models``)."""
-    from ..cost import profile  # cost sits above models; imported lazily to keep the layering
-
     rows = []
     for entry in _MODELS.values():
         with torch.device("meta"):  # shapes only: no weight init, no memory, no compute

@@ -31,7 +31,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..cost import profile
 from ..errors import TensorSlimError
+from ..layers import TRL, TCLHead
 
 BUILDER = "tensorslim.search.space:build_network"
 BLOCKS = ("conv", "mbconv")
@@ -153,8 +155,6 @@ def _check_arch(arch: dict[str, Any]) -> None:
 def build_network(input_shape: Sequence[int], num_classes: int, stem: dict[str, Any], stages: list[dict[str, Any]],
                   head: dict[str, Any], pool_to: int | None = None, **_info: Any) -> SearchNet:
     """Build an architecture dict (see the module docstring). Extra keys (``rank_fractions``...) are ignored."""
-    from ..layers import TRL, TCLHead
-
     arch = {"input_shape": list(input_shape), "num_classes": num_classes, "stem": stem, "stages": stages,
             "head": head, "pool_to": pool_to}
     _check_arch(arch)
@@ -440,7 +440,5 @@ def spec(arch: dict[str, Any]) -> dict[str, Any]:
 
 def count(arch: dict[str, Any]) -> tuple[int, int]:
     """``(params, MACs)`` of an architecture from :func:`tensorslim.cost.profile` (batch 1)."""
-    from ..cost import profile
-
     total = profile(build_network(**arch), arch["input_shape"]).total
     return int(total.params), int(total.macs)

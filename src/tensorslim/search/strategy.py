@@ -15,6 +15,8 @@ import importlib
 import warnings
 from typing import Any, Protocol, runtime_checkable
 
+import optuna
+
 from ..errors import TensorSlimError
 
 
@@ -38,8 +40,6 @@ class NSGA2:
     name: str = "nsga2"
 
     def sampler(self, *, seed: int | None, n_objectives: int) -> Any:
-        import optuna
-
         return optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=seed)
 
 
@@ -51,8 +51,6 @@ class TPE:
     name: str = "tpe"
 
     def sampler(self, *, seed: int | None, n_objectives: int) -> Any:
-        import optuna
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate / group / constant_liar are "experimental"
             return optuna.samplers.TPESampler(n_startup_trials=self.n_startup_trials, seed=seed, multivariate=True,
@@ -66,8 +64,6 @@ class Random:
     name: str = "random"
 
     def sampler(self, *, seed: int | None, n_objectives: int) -> Any:
-        import optuna
-
         return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -87,8 +83,6 @@ STRATEGIES = {"nsga2": NSGA2, "tpe": TPE, "random": Random}
 
 def get_strategy(strategy: Any, **options: Any) -> Strategy:
     """A strategy from a name (``nsga2``, ``tpe``, ``random``, ``package.module:factory``) or an object."""
-    import optuna
-
     if isinstance(strategy, str):
         if strategy in STRATEGIES:
             try:

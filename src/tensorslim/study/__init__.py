@@ -5,12 +5,23 @@
 * :mod:`.pareto` — objectives (name, direction, unit), Pareto fronts, hypervolume, and picking a point under
   a budget (:mod:`.budget`, the one budget syntax); used by explore, search and the finetune allocation.
 
-Importing this package does not import torch.
+Importing this package imports neither torch nor Optuna: the storage API (:data:`STORAGE_API`, the names of
+``storage.__all__``; ``from tensorslim.study import open_storage``) is read from :mod:`.storage` on first use,
+so the finetune allocation, which needs only :mod:`.pareto` and :mod:`.budget`, does not load Optuna.
 """
 
 from __future__ import annotations
 
-from . import storage
-from .storage import *  # noqa: F403 - the storage API, listed once in storage.__all__
+import importlib
+from typing import Any
 
-__all__ = list(storage.__all__)
+STORAGE_API = ("CREATE_ATTEMPTS", "HEARTBEAT_KEY", "RDB_PREFIXES", "JournalHeartbeat", "StorageError", "beating",
+               "create_or_load_study", "fail_stale_trials", "heartbeat_of", "is_creation_race", "open_storage",
+               "redact", "retry")
+__all__ = list(STORAGE_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in STORAGE_API:
+        return getattr(importlib.import_module(".storage", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,7 +41,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
+import sqlalchemy.exc
+from optuna.exceptions import DuplicatedStudyError
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
 from ..errors import TensorSlimError
+
+try:  # Optuna >= 4.9 renamed it
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
+except ImportError:  # pragma: no cover
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
 
 __all__ = [
     "CREATE_ATTEMPTS", "HEARTBEAT_KEY", "RDB_PREFIXES", "JournalHeartbeat", "StorageError", "beating",
@@ -94,9 +105,6 @@ def _backoff(attempt: int) -> float:
 
 def is_creation_race(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) is one of the errors a worker gets for losing a creation race."""
-    import sqlalchemy.exc
-    from optuna.exceptions import DuplicatedStudyError
-
     seen: set[int] = set()
     e: BaseException | None = err
     while e is not None and id(e) not in seen:
@@ -123,8 +131,6 @@ def _driver_url(url: str) -> str:
 def open_storage(url: str, *, heartbeat_interval: int | None = 30, grace_period: int | None = None,
                  max_retry: int = 2, attempts: int = CREATE_ATTEMPTS) -> Any:
     """An Optuna storage for ``url`` (see the module docstring); safe to call from many workers at once."""
-    import optuna
-
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f"storage URL must be a non-empty string, got {url!r}")
     def positive(x: Any) -> bool:
@@ -148,8 +154,6 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 30, grace_period:
     if path.is_dir():
         raise StorageError(f"storage {url!r} cannot be opened: it is a directory, not a journal file")
     try:
-        from optuna.storages.journal import JournalFileBackend
-
         storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except Exception as err:  # noqa: BLE001
         raise StorageError(f"storage {url!r} cannot be opened ({_one_line(err)})") from None
@@ -159,13 +163,6 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 30, grace_period:
 
 
 def _open_rdb(url: str, heartbeat_interval: int | None, grace: int, max_retry: int, attempts: int) -> Any:
-    import optuna
-
-    try:  # Optuna >= 4.9 renamed it
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
-    except ImportError:  # pragma: no cover
-        from optuna.storages import RetryFailedTrialCallback as RetryCallback
-
     sqlite = url.startswith("sqlite:")
     if url.startswith("sqlite:///"):
         parent = Path(url[len("sqlite:///"):].split("?", 1)[0]).parent
@@ -196,8 +193,6 @@ def create_or_load_study(name: str, storage: Any, *, directions: Sequence[Any] |
     the same moment: a lost race (``DuplicatedStudyError``, ``IntegrityError``, a locked SQLite file, a study
     not visible yet) is retried as a load, with backoff. Other errors propagate unchanged; a race still lost
     after ``attempts`` tries is a :class:`StorageError`."""
-    import optuna
-
     last: BaseException | None = None
     for attempt in range(max(1, attempts)):
         try:
@@ -250,8 +245,6 @@ class JournalHeartbeat:
     def fail_stale(self, study: Any) -> list[int]:
         """Fail RUNNING trials whose last stamp is older than the grace period; re-enqueue them. Returns the
         numbers of the trials this worker failed."""
-        from optuna.trial import TrialState
-
         now = time.time()
         failed = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -272,14 +265,12 @@ class JournalHeartbeat:
 def retry(study: Any, trial: Any, max_retry: int) -> None:
     """What :class:`optuna.storages.RetryFailedTrialCallback` does (enqueue a WAITING copy with the same
     parameters, ``failed_trial`` and ``retry_history`` system attributes), minus the stale heartbeat stamp."""
-    import optuna
-
     attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_KEY}
     history = [*attrs.get("retry_history", []), trial.number]
     if len(history) > max_retry:
         return
     attrs.update({"failed_trial": attrs.get("failed_trial", trial.number), "retry_history": history})
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
+    study.add_trial(optuna.create_trial(state=TrialState.WAITING, params=trial.params,
                                         distributions=trial.distributions, user_attrs=trial.user_attrs,
                                         system_attrs=attrs))
 
@@ -290,8 +281,6 @@ def heartbeat_of(storage: Any) -> JournalHeartbeat | None:
 
 def fail_stale_trials(study: Any) -> None:
     """Fail and re-enqueue stale RUNNING trials, whatever the storage."""
-    import optuna
-
     hb = heartbeat_of(study._storage)  # noqa: SLF001
     if hb is not None:
         hb.fail_stale(study)
