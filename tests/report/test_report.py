@@ -166,6 +166,7 @@ def test_pareto_front():
     pts = [(10, 0.5), (5, 0.6), (5, 0.4), (20, 0.9), (30, 0.9), (1, 0.1)]
     assert pareto_front(pts) == [5, 1, 3]
     assert pareto_front([]) == []
+    assert pareto_front([(2, 0.5), (1, 0.5), (1, 0.5)]) == [1]  # of equal points the first; (2, 0.5) is beaten
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium") or "",

@@ -4,10 +4,10 @@ accuracies, and Pareto fronts of accuracy against a cost.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..study.pareto import pareto_indices
 from .entry import Entry, number
 
 
@@ -87,15 +87,9 @@ def normalise_accuracy(entries: list[Entry], notes: list[str]) -> None:
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points (cost, accuracy) that no other point beats (cost <= and accuracy >=, one of
-    them strictly).
+    them strictly), of equal points only the first: :func:`tensorslim.study.pareto.pareto_indices` on
+    (cost, -accuracy).
 
     Returned in increasing cost.
     """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front: list[int] = []
-    best = -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+    return sorted(pareto_indices([(c, -a) for c, a in points]), key=lambda i: points[i][0])
