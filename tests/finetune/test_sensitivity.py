@@ -168,7 +168,8 @@ def test_unreachable_budget_and_bad_budgets(base):
         allocate(base, {"params": 0.01}, _table(base), input_shape=SHAPE)
     assert parse_budget("params=0.1,macs=0.3") == {"params": 0.1, "macs": 0.3}
     assert parse_budget("max-drop=0.5") == {"max_drop": 0.5}
-    for bad in ("params", "params=x", "flops=0.1", "params=1.5", "max-drop=-1", "max-drop=1,params=0.5"):
+    assert parse_budget("drop<=1,params<=0.5") == {"max_drop": 1.0, "params": 0.5}  # a cap under a cost budget
+    for bad in ("params", "params=x", "flops=0.1", "params=1.5", "max-drop=-1", "latency<=1.5", "latency<=0"):
         with pytest.raises(BudgetError):
             parse_budget(bad)
     assert not math.isnan(parse_budget({"macs": 0.3})["macs"])

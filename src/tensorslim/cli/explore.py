@@ -1,7 +1,8 @@
 """``tensorslim explore PATH --data NAME --out DIR``: the click front end of :func:`tensorslim.explore.explore`.
 
-The command gives the exploration the two services of the stages above it: :func:`ort_layer_ms` (the latency
-objective's timer) and :func:`tensorslim.report.write_report` (the HTML report over the Pareto set).
+The command gives the exploration the services of the stages above it: :func:`ort_layer_ms` (the latency
+objective's timer), :func:`ort_model_latency` (a whole model against the dense one, for latency budgets) and
+:func:`tensorslim.report.write_report` (the HTML report over the Pareto set). ``finetune`` uses the two timers too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def ort_layer_ms(module: nn.Module, input_shape: tuple[int, ...], *, threads: in
         result = benchmark(wrapped, batch_sizes=1, threads=threads, runtime="ort", warmup=warmup, repeats=repeats,
                            input_shape=tuple(input_shape))
     return float(result.models[0].timings[0].median_ms)
+
+
+def ort_model_latency(model: nn.Module, dense: nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
+                      repeats: int = 50, warmup: int = 5) -> dict[str, float]:
+    """``model``'s ONNX Runtime latency against ``dense``'s at batch 1: both exported (with the target's passes)
+    and timed in alternation by :func:`tensorslim.export.benchmark`; ``ratio`` is the median paired
+    ``t_model / t_dense``, ``ms`` and ``dense_ms`` the medians."""
+    with torch.no_grad():
+        result = benchmark(model.eval(), against=dense.eval(), batch_sizes=1, threads=threads, runtime="ort",
+                           warmup=warmup, repeats=repeats, input_shape=tuple(input_shape))
+    return {"ratio": 1.0 / float(result.comparison[0].speedup), "ms": float(result.models[0].timings[0].median_ms),
+            "dense_ms": float(result.models[1].timings[0].median_ms)}
 
 
 def _csv(text: str | None) -> list[str] | None:

@@ -30,8 +30,12 @@ from ._common import build_plan, plan_options
               help="Layer order of multi-step schedules (sensitivity = least sensitive first).")
 @plan_options
 @click.option("--budget", default=None,
-              help="Global budget instead of a plan: params<=0.1, macs<=0.3 (fractions kept; both may be given, "
-                   "comma-separated) or drop<=0.5 (points); the budget syntax of every command.")
+              help="Global budget instead of a plan: params<=0.1, macs<=0.3, latency<=0.25 (fractions kept; latency "
+                   "measured in ONNX Runtime at batch 1, 1 thread) and/or drop<=0.5 (points), comma-separated; the "
+                   "budget syntax of every command.")
+@click.option("--latency-cache", type=click.Path(), default=None,
+              help="With a latency budget: the per-machine layer latency table (default "
+                   "$TENSORSLIM_CACHE_DIR/latency.json, ~/.cache/tensorslim).")
 @click.option("--methods", default="svd,tucker2", show_default=True,
               help="With --budget: methods the sensitivity scan tries (comma-separated).")
 @click.option("--sensitivity-samples", type=click.IntRange(1), default=1000, show_default=True)
@@ -48,8 +52,8 @@ from ._common import build_plan, plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan_file, method, rank, ratio,
                  macs_ratio, energy, vbmf, weakened, layers, exclude, algorithm, form, budget, methods,
-                 sensitivity_samples, factor_fraction, batch_size, optimizer, lr, weight_decay, seed, max_batches,
-                 out, as_json) -> None:
+                 latency_cache, sensitivity_samples, factor_fraction, batch_size, optimizer, lr, weight_decay, seed,
+                 max_batches, out, as_json) -> None:
     """Compress the model directory PATH (by a plan or a budget) and fine-tune it with a schedule into OUT."""
     plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude,
                       algorithm, form, budget)
@@ -58,27 +62,35 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
     info = distributed.init_from_env()  # under torchrun (also `torchrun -m tensorslim.cli finetune ...`)
     try:
         _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
-             sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json)
+             sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json,
+             latency_cache)
     finally:
         if started and info.active:
             distributed.shutdown()
 
 
 def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
-         sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json) -> None:
+         sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json,
+         latency_cache=None) -> None:
+    parsed = parse_budget(budget) if budget else None
+    timers = {}
+    if parsed and "latency" in parsed:  # ONNX Runtime timers from the stage above finetune
+        from .explore import ort_layer_ms, ort_model_latency
+
+        timers = {"latency_timer": ort_layer_ms, "model_latency": ort_model_latency, "latency_cache": latency_cache}
     if budget:
         try:
-            notes = read_budget(budget, ("params", "macs", "drop")).notes
+            notes = read_budget(budget, ("params", "macs", "latency", "drop")).notes
         except BudgetError:
             notes = ()  # parse_budget below says what is wrong
         for note in notes:
             click.echo(note, err=True)
     result = finetune(
-        path, dataset, plan=plan, budget=parse_budget(budget) if budget else None, schedule=schedule,
+        path, dataset, plan=plan, budget=parsed, schedule=schedule,
         epochs=epochs, distill=distill, order=order, out=out, data_dir=data_dir, factor_fraction=factor_fraction,
         sensitivity_samples=sensitivity_samples,
         sensitivity_methods=[m.strip() for m in methods.split(",") if m.strip()],
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
-        max_batches=max_batches, log=None if as_json else click.echo)
+        max_batches=max_batches, log=None if as_json else click.echo, **timers)
     if as_json and distributed.is_main():
         click.echo(json.dumps(result.record, indent=1))

@@ -52,6 +52,20 @@ interrupted step's last epoch checkpoint (different settings on the same OUT are
 as every file and directory is written atomically. At the end OUT is atomically replaced by the final MODEL DIRECTORY
 (``model.json``, ``weights.safetensors``, ``metrics.json``) with ``finetune.json`` (the full record) and,
 for budgets, ``sensitivity.json`` inside; rerunning then just returns that result.
+
+Latency budgets
+---------------
+``budget="latency<=0.25"`` (alone or with ``params``, ``macs``, ``drop``) needs ``latency_timer`` (a
+:data:`tensorslim.study.latency.LayerTimer`; the command passes ONNX Runtime's,
+:func:`tensorslim.cli.explore.ort_layer_ms`): every dense layer, every measured point's replacement and the dense
+model are timed into the per-machine latency table ``latency_cache`` (default
+:func:`tensorslim.study.latency.default_cache_path`), and the allocation meets the table's estimate
+(:func:`tensorslim.finetune.sensitivity.allocate`). With ``model_latency`` (the command passes
+:func:`tensorslim.cli.explore.ort_model_latency`: both exported files timed in alternation, batch 1, 1 thread) the
+allocated model is measured against the dense one and re-allocated with the estimate corrected when it misses the
+budget by more than 10 % (:func:`tensorslim.finetune.sensitivity.allocate_for_latency`, at most 3 rounds). The
+record's ``latency`` holds the rounds (estimate, measurement) and the table's machine; the allocation is kept in
+``steps/latency.json`` so that a resumed run (and every process under torchrun) uses the same plan.
 """
 
 from __future__ import annotations
@@ -76,6 +90,7 @@ ORDERS = ("forward", "backward", "sensitivity")
 PROGRESS = "progress.json"
 RECORD = "finetune.json"
 SENSITIVITY = "sensitivity.json"
+LATENCY = "latency.json"  # in steps/: the latency allocation of this run
 STEPS_DIR = "steps"
 FINETUNE_LR = {"sgd": 0.01, "adamw": 5e-4}
 
@@ -213,6 +228,10 @@ def finetune(
     rank_grid=None,
     dataset_options: Mapping[str, Any] | None = None,
     evaluate_test: bool = True,
+    latency_timer=None,
+    model_latency=None,
+    latency_cache: str | Path | None = None,
+    latency_repeats: int = 30,
     **cfg_overrides: Any,
 ) -> FinetuneResult:
     """Compress ``source`` by ``plan`` or ``budget`` and fine-tune it with ``schedule``; see the module doc.
@@ -226,7 +245,8 @@ def finetune(
 
     ``cfg_overrides`` are :class:`tensorslim.train.TrainConfig` fields (batch_size, optimizer, lr,
     weight_decay, warmup_epochs, label_smoothing, seed, distill_alpha, distill_temperature, max_batches);
-    ``batch_size`` is the GLOBAL batch under torchrun.
+    ``batch_size`` is the GLOBAL batch under torchrun. A ``latency`` budget needs ``latency_timer`` (and is
+    checked against the measured model with ``model_latency``); see the module doc.
     """
     from .. import distributed as D
     from ..cost import profile
@@ -250,6 +270,9 @@ def finetune(
         raise FinetuneError(f"factor_fraction must lie in [0, 1), not {factor_fraction}")
     if budget is not None:
         budget = parse_budget(budget)
+        if "latency" in budget and latency_timer is None:
+            raise FinetuneError("a latency budget needs latency_timer= (module, input_shape, threads=, repeats=, "
+                                "warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
     cfg = make_config(cfg_overrides, distill=distill)
     if info.active and cfg.batch_size % info.world_size:
         raise FinetuneError(f"batch size {cfg.batch_size} must be divisible by the {info.world_size} processes")
@@ -299,13 +322,18 @@ def finetune(
             raise FinetuneError(f"{out}: exists and is not a fine-tuning run directory")
 
     # what to decompose
-    sens_table = None
+    sens_table = latency_record = None
     if budget is not None:
         grid = tuple(rank_grid) if rank_grid else DEFAULT_GRID
         sens_table = sensitivity(original, val_set, sensitivity_methods, grid, input_shape=input_shape,
                                  max_samples=sensitivity_samples, cache=(out / SENSITIVITY) if out and info.is_main
                                  else None, log=log)
-        plan_dict = allocate(original, budget, sens_table, input_shape=input_shape)
+        if "latency" in budget:
+            plan_dict, latency_record = _latency_plan(
+                original, budget, sens_table, input_shape, out, info, log, timer=latency_timer,
+                model_latency=model_latency, cache_path=latency_cache, repeats=latency_repeats)
+        else:
+            plan_dict = allocate(original, budget, sens_table, input_shape=input_shape)
         log(plan_dict["comment"])
     else:
         plan_dict = settings["plan"]
@@ -331,6 +359,8 @@ def finetune(
         "order_drops": drops, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "original": {"params": before.params, "macs": before.macs},
     }
+    if latency_record is not None:
+        record["latency"] = latency_record
     if evaluate_test:
         record["test"] = {"original": evaluate(original, test_set)["accuracy"],
                           "before": evaluate(oneshot_model, test_set)["accuracy"]}
@@ -412,6 +442,40 @@ def finetune(
         modeldir.save(model, out, dataset=dataset, input_shape=input_shape, metrics=metrics, extra_files=extra)
     D.barrier()
     return FinetuneResult(model, out, _jsonify(record))
+
+
+def _latency_plan(original, budget, sens_table, input_shape, out, info, log, *, timer, model_latency, cache_path,
+                  repeats) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The latency allocation (plan, record), made once per run: on rank 0, kept in ``steps/latency.json``."""
+    from .. import distributed as D
+    from ..study.latency import LatencyCache, default_cache_path
+    from .sensitivity import allocate_for_latency, measure_latency
+
+    stored = out / STEPS_DIR / LATENCY if out is not None else None
+    if stored is None and info.active:
+        raise FinetuneError("a latency budget under torchrun needs out= (the processes share the allocation there)")
+    if stored is not None and stored.is_file():
+        saved = json.loads(stored.read_text())
+        if saved.get("budget") == _jsonify(budget):
+            log(f"latency allocation: reusing {stored}")
+            return saved["plan"], saved["record"]
+    if info.is_main:
+        cache = LatencyCache(cache_path or default_cache_path(), timer, repeats=repeats)
+        try:
+            measure_latency(original, sens_table, cache, input_shape=input_shape, log=log)
+        finally:
+            cache.save()  # also when interrupted: a rerun reuses the measurements made so far
+        plan, rec = allocate_for_latency(original, budget, sens_table, model_latency=model_latency,
+                                         input_shape=input_shape, log=log)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            _atomic.write_text(stored, json.dumps(_jsonify({"budget": budget, "plan": plan, "record": rec}),
+                                                  indent=1) + "\n")
+    D.barrier()
+    if not info.is_main:
+        saved = json.loads(stored.read_text())
+        plan, rec = saved["plan"], saved["record"]
+    return plan, rec
 
 
 def _candidates(model, input_shape):
