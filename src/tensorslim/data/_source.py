@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tensorslim.data._base import Augment, ImageDataset
+from tensorslim.data._locate import Search
 from tensorslim.errors import DataError
 
 
@@ -83,3 +85,38 @@ class Source(ABC):
         """Only Imagenette resizes; elsewhere ``image_size`` may only repeat the native size."""
         if image_size is not None and image_size != native:
             raise DataError(f"{self.name}: images are {native}x{native}; image_size={image_size} is not supported")
+
+
+class FileSource(Source):
+    """A dataset read from files: found by :meth:`locate`, its status and its folder said the same way for all.
+
+    Subclasses give ``looked_for`` (what :meth:`locate` probes for, as the messages name it), ``found_detail``
+    and, when more than the probed file is needed, :meth:`missing`.
+    """
+
+    looked_for: str
+    found_detail: str
+
+    @abstractmethod
+    def locate(self, data_dir: str | os.PathLike | None) -> Search:
+        """Where the dataset's folder is (``path`` None: not found), and the places searched."""
+
+    def missing(self, directory: Path) -> list[str]:
+        """The files or folders the found ``directory`` lacks."""
+        return []
+
+    def status(self, data_dir: str | os.PathLike | None) -> DatasetStatus:
+        search = self.locate(data_dir)
+        if search.path is None:
+            return DatasetStatus(self.name, False, None, f"no {self.looked_for} in {search.places}")
+        missing = self.missing(search.path)
+        if missing:
+            return DatasetStatus(self.name, False, str(search.path), f"missing {', '.join(missing)}")
+        return DatasetStatus(self.name, True, str(search.path), self.found_detail)
+
+    def directory(self, data_dir: str | os.PathLike | None) -> Path:
+        """The dataset's folder, or a :class:`DataError` naming what was looked for and where."""
+        search = self.locate(data_dir)
+        if search.path is None:
+            raise DataError(f"{self.name}: not found: no {self.looked_for} in {search.places}")
+        return search.path

@@ -20,7 +20,7 @@ import torch
 
 from tensorslim.data._base import Augment, ImageDataset, InMemoryDataset
 from tensorslim.data._locate import find
-from tensorslim.data._source import DatasetInfo, DatasetStatus, Request, Source
+from tensorslim.data._source import DatasetInfo, FileSource, Request
 from tensorslim.data._splits import train_val_indices
 from tensorslim.errors import DataError
 
@@ -135,11 +135,12 @@ def read_label_names(path: Path, key: str, expected: int) -> tuple[str, ...] | N
     return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
 
 
-class CifarSource(Source):
+class CifarSource(FileSource):
     """CIFAR-10 / CIFAR-100 (fine labels): 50,000 training and 10,000 test 32×32 colour images."""
 
     augment_by_default = True
     SHAPE = (3, 32, 32)
+    found_detail = "python pickle batches"
 
     def __init__(
         self,
@@ -166,26 +167,21 @@ class CifarSource(Source):
     def standard_augment(self, input_shape: tuple[int, int, int]) -> Augment:
         return Augment(pad=4, flip=True)
 
-    def _locate(self, data_dir):
+    @property
+    def looked_for(self) -> str:
+        return f"{self.folder}/{self.train_files[0]}"
+
+    def locate(self, data_dir):
         probe = lambda d: (d / self.train_files[0]).is_file()  # noqa: E731
         return find(self.name, data_dir, probe, subdirs=(self.folder, ""))
 
-    def status(self, data_dir) -> DatasetStatus:
-        search = self._locate(data_dir)
-        if search.path is None:
-            return DatasetStatus(self.name, False, None, f"no {self.folder}/{self.train_files[0]} in {search.places}")
-        missing = [f for f in (*self.train_files, self.test_file) if not (search.path / f).is_file()]
-        if missing:
-            return DatasetStatus(self.name, False, str(search.path), f"missing {', '.join(missing)}")
-        return DatasetStatus(self.name, True, str(search.path), "python pickle batches")
+    def missing(self, directory: Path) -> list[str]:
+        return [f for f in (*self.train_files, self.test_file) if not (directory / f).is_file()]
 
     def load(self, request: Request) -> ImageDataset:
         self.reject_options(request.options)
         self.check_image_size(request.image_size, self.SHAPE[1])
-        search = self._locate(request.data_dir)
-        if search.path is None:
-            raise DataError(f"{self.name}: not found: no {self.folder}/{self.train_files[0]} in {search.places}")
-        directory = search.path
+        directory = self.directory(request.data_dir)
         files = (self.test_file,) if request.split == "test" else self.train_files
         images, labels = self._read(directory, files)
         if request.split != "test":

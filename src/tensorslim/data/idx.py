@@ -20,7 +20,7 @@ import torch
 
 from tensorslim.data._base import Augment, ImageDataset, InMemoryDataset
 from tensorslim.data._locate import find
-from tensorslim.data._source import DatasetInfo, DatasetStatus, Request, Source
+from tensorslim.data._source import DatasetInfo, FileSource, Request
 from tensorslim.data._splits import train_val_indices
 from tensorslim.errors import DataError
 
@@ -112,10 +112,12 @@ def _missing(directory: Path) -> list[str]:
     ]
 
 
-class IdxSource(Source):
+class IdxSource(FileSource):
     """MNIST and Fashion-MNIST: 60,000 training and 10,000 test 28×28 grey images, 10 classes."""
 
     SHAPE = (1, 28, 28)
+    looked_for = "train-images-idx3-ubyte[.gz]"
+    found_detail = "idx files (train + t10k)"
 
     def __init__(self, name: str, classes: tuple[str, ...], mean: float, std: float, flip: bool, title: str):
         self.name = name
@@ -132,25 +134,17 @@ class IdxSource(Source):
     def standard_augment(self, input_shape: tuple[int, int, int]) -> Augment:
         return Augment(pad=2, flip=self.flip)
 
-    def _locate(self, data_dir):
+    def locate(self, data_dir):
         return find(self.name, data_dir, lambda d: find_idx_file(d, "train-images", "idx3-ubyte") is not None)
 
-    def status(self, data_dir) -> DatasetStatus:
-        search = self._locate(data_dir)
-        if search.path is None:
-            return DatasetStatus(self.name, False, None, f"no train-images-idx3-ubyte[.gz] in {search.places}")
-        missing = _missing(search.path)
-        if missing:
-            return DatasetStatus(self.name, False, str(search.path), f"missing {', '.join(missing)}")
-        return DatasetStatus(self.name, True, str(search.path), "idx files (train + t10k)")
+    def missing(self, directory: Path) -> list[str]:
+        return _missing(directory)
 
     def load(self, request: Request) -> ImageDataset:
         self.reject_options(request.options)
         self.check_image_size(request.image_size, self.SHAPE[1])
-        search = self._locate(request.data_dir)
-        if search.path is None:
-            raise DataError(f"{self.name}: not found: no train-images-idx3-ubyte[.gz] in {search.places}")
-        images, labels = self._read_pair(search.path, "test" if request.split == "test" else "train")
+        which = "test" if request.split == "test" else "train"
+        images, labels = self._read_pair(self.directory(request.data_dir), which)
         if request.split == "test":
             images, labels = images.copy(), labels.copy()
         else:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tensorslim.data._base import Augment, ImageDataset, InMemoryDataset, augment_batch
 from tensorslim.data._locate import find
-from tensorslim.data._source import DatasetInfo, DatasetStatus, Request, Source
+from tensorslim.data._source import DatasetInfo, FileSource, Request
 from tensorslim.data._splits import train_val_indices
 from tensorslim.errors import DataError
 
@@ -128,11 +128,13 @@ class ImageFolderDataset(ImageDataset):
         )
 
 
-class ImagenetteSource(Source):
+class ImagenetteSource(FileSource):
     """Imagenette: ~9,500 training and ~3,900 test photos of 10 ImageNet classes, served at ``image_size``."""
 
     name = "imagenette"
     augment_by_default = True
+    looked_for = "imagenette2[-160|-320]/train/"
+    found_detail = "JPEG folders (decoded lazily)"
 
     def info(self, image_size: int | None = None, **options) -> DatasetInfo:
         self.reject_options(options)
@@ -143,26 +145,19 @@ class ImagenetteSource(Source):
     def standard_augment(self, input_shape: tuple[int, int, int]) -> Augment:
         return Augment(pad=max(1, input_shape[1] // 8), flip=True)
 
-    def _locate(self, data_dir: str | os.PathLike | None):
+    def locate(self, data_dir: str | os.PathLike | None):
         return find(self.name, data_dir, lambda d: (d / "train").is_dir(), subdirs=FOLDERS)
 
-    def status(self, data_dir) -> DatasetStatus:
-        search = self._locate(data_dir)
-        if search.path is None:
-            return DatasetStatus(self.name, False, None, f"no imagenette2[-160|-320]/train/ in {search.places}")
-        if not (search.path / "val").is_dir():
-            return DatasetStatus(self.name, False, str(search.path), "missing val/")
-        return DatasetStatus(self.name, True, str(search.path), "JPEG folders (decoded lazily)")
+    def missing(self, directory: Path) -> list[str]:
+        return [] if (directory / "val").is_dir() else ["val/"]
 
     def load(self, request: Request) -> ImageDataset:
         self.reject_options(request.options)
         size = _size(request.image_size)
-        search = self._locate(request.data_dir)
-        if search.path is None:
-            raise DataError(f"{self.name}: not found: no imagenette2[-160|-320]/train/ in {search.places}")
-        class_dirs, samples = scan(search.path, "train")
+        directory = self.directory(request.data_dir)
+        class_dirs, samples = scan(directory, "train")
         if request.split == "test":
-            _, samples = scan(search.path, "val", class_dirs)
+            _, samples = scan(directory, "val", class_dirs)
         else:
             idx = train_val_indices(self.name, request.split, len(samples), request.val_fraction, request.seed)
             samples = [samples[i] for i in idx]
