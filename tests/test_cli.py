@@ -106,3 +106,43 @@ def test_demo_end_to_end_on_digits(tmp_path, capsys):
     assert (out_dir / "onnx" / "baseline.onnx").is_file() and (out_dir / "onnx" / "compressed.onnx").is_file()
     assert (out_dir / "report" / "index.html").is_file()
     assert "lenet5-compressed" in out and "report:" in out
+
+
+def test_compress_target_rounds_the_rank_and_is_recorded(tmp_path, capsys):
+    """SVD of lenet5's fc1 (400→120, bias) at 30 % of its 48,120 params: rank r costs 520 r + 120, so the rule
+    allows r ≤ 27 (hand count); xnnpack-arm rounds to a multiple of 8 within that budget: 24."""
+    import tensorslim
+
+    base = tmp_path / "base"
+    tensorslim.save(tensorslim.models.build("lenet5"), base, dataset="synthetic")
+    for target, rank in (("none", 27), ("xnnpack-arm", 24)):
+        out = tmp_path / target
+        code, _, err = run(["compress", str(base), "--method", "svd", "--ratio", "0.3", "--layers", "classifier.fc1",
+                            "--target", target, "--no-evaluate", "--out", str(out)], capsys)
+        assert code == 0, err
+        record = json.loads((out / "model.json").read_text())["compression"]
+        assert record["plans"][-1]["target"] == target
+        assert record["layers"][0]["config"]["rank"] == rank
+
+
+def test_export_target_and_realise_are_written_into_the_onnx_file(tmp_path, capsys):
+    """The file's own metadata_props, read with onnx: the target, its passes (x86 ORT pads, XNNPACK does not) and
+    the CP layer's realisation."""
+    import onnx
+
+    import tensorslim
+
+    base, cp = tmp_path / "base", tmp_path / "cp"
+    tensorslim.save(tensorslim.models.build("lenet5"), base, dataset="synthetic")
+    code, _, err = run(["compress", str(base), "--method", "cp", "--rank", "4", "--layers", "features.conv2",
+                        "--no-evaluate", "--out", str(cp)], capsys)
+    assert code == 0, err
+    for target, realise, padded in (("xnnpack-x86", "cp3", False), ("ort-x86", "as_exported", True)):
+        out = tmp_path / f"{target}.onnx"
+        code, _, err = run(["export", str(cp), "--out", str(out), "--target", target, "--realise", realise,
+                            "--data", "none"], capsys)
+        assert code == 0, err
+        meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+        assert meta["tensorslim.target"] == target
+        assert [p["name"] for p in json.loads(meta["tensorslim.passes"])] == (["pad_channels"] if padded else [])
+        assert [r["form"] for r in json.loads(meta["tensorslim.realisations"]).values()] == [realise]

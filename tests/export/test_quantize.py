@@ -151,15 +151,18 @@ def test_evaluate_onnx_matches_an_independent_count(fp32_file):
 # --- a model directory: export --int8, recorded in metrics.json ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """lenet5 trained for one epoch on the synthetic set (well above chance)."""
+def trained_lenet(path):
+    """lenet5 trained for one epoch on the synthetic set (well above chance), saved as a model directory."""
     torch.manual_seed(0)
     model = tensorslim.models.build("lenet5", num_classes=10)
     train.train(model, data.load("synthetic", "train"), data.load("synthetic", "val"), train.TrainConfig(epochs=1))
-    path = tmp_path_factory.mktemp("m") / "lenet"
     tensorslim.save(model, path, dataset="synthetic")
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return trained_lenet(tmp_path_factory.mktemp("m") / "lenet")
 
 
 def _zero_the_classifier(path) -> None:

@@ -7,6 +7,8 @@ import click
 
 from ..errors import TensorSlimError
 from ..export import export_target
+from ..export.realise import REALISE_CHOICES
+from ..methods import targets
 from ..resolve import parse_shape
 
 
@@ -23,15 +25,25 @@ from ..resolve import parse_shape
 @click.option("--data", "dataset", default="auto", show_default=True,
               help="Also verify on real images of this dataset ('auto': the model's own; 'none' to skip).")
 @click.option("--data-dir", type=click.Path())
-@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Largest accepted relative error.")
+@click.option("--rtol", type=float, default=None,
+              help="Largest accepted relative error against PyTorch (default 1e-4; int8 .pte: 0.05, against the "
+                   "fake-quantized PyTorch module, see tensorslim.export.quantize.PTE_RTOL).")
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True)
-@click.option("--int8", is_flag=True, help="Quantize to int8 (ORT static, QDQ, per-channel weights); with --calibrate.")
+@click.option("--target", "deploy", type=click.Choice(targets.names()), default=None,
+              help="ONNX: the deployment target whose graph passes the file gets (ort-x86: channel padding to 16); "
+                   "default: the target the model was compressed for, else this machine's (ort-x86 on x86).")
+@click.option("--realise", type=click.Choice(REALISE_CHOICES), default="as_exported", show_default=True,
+              help="ONNX: the form of each CP layer in the file; fastest: every exact form timed on this CPU "
+                   "(ONNX Runtime, 1 thread), the fastest kept.")
+@click.option("--int8", is_flag=True, help="Quantize to int8 with --calibrate: ONNX Runtime static (QDQ, "
+              "per-channel weights) for onnx, PT2E with XNNPACKQuantizer (per-channel weights) for pte.")
 @click.option("--calibrate", default=None, help="--int8: calibrate on training images of this dataset; the int8 "
-              "file's test accuracy on it is measured and recorded in a model directory's metrics.json.")
+              "file's test accuracy on it is measured (in ONNX Runtime or executorch.runtime) and recorded in a "
+              "model directory's metrics.json.")
 @click.option("--calibrate-samples", type=int, default=512, show_default=True, help="--int8: calibration images.")
 def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, input_shape: str | None,
-               weights: str | None, dataset: str, data_dir: str | None, rtol: float, exporter: str, int8: bool,
-               calibrate: str | None, calibrate_samples: int) -> None:
+               weights: str | None, dataset: str, data_dir: str | None, rtol: float | None, exporter: str,
+               deploy: str | None, realise: str, int8: bool, calibrate: str | None, calibrate_samples: int) -> None:
     """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime (or, with
     --format pte, to an ExecuTorch program verified in executorch.runtime)."""
     if batch != "dynamic":
@@ -39,16 +51,27 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
             batch = int(batch)
         except ValueError:
             raise TensorSlimError(f"--batch {batch!r}: expected 'dynamic' or a positive integer") from None
+    fp32_rtol = 1e-4 if rtol is None else rtol
     if int8 != bool(calibrate):
         raise TensorSlimError("--int8 and --calibrate DATASET go together (int8 is calibrated on real images)")
     if fmt == "pte":
+        if deploy is not None or realise != "as_exported":
+            raise TensorSlimError("--target and --realise are for --format onnx (they rewrite the ONNX file)")
         if int8:
-            raise TensorSlimError("--int8 is for --format onnx")
+            from ..export.quantize import PTE_RTOL, export_pte_int8
+
+            done = export_pte_int8(target, out, calibrate, samples=calibrate_samples, data_dir=data_dir,
+                                   evaluate={"auto": "auto", "none": None}.get(dataset, dataset),
+                                   input_shape=parse_shape(input_shape), weights=weights,
+                                   batch=1 if batch == "dynamic" else batch,
+                                   rtol=PTE_RTOL if rtol is None else rtol)
+            click.echo(done.summary())
+            return
         from ..export.pte import export_pte_target
 
         result = export_pte_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
                                    dataset=None if dataset == "none" else dataset, data_dir=data_dir,
-                                   batch=1 if batch == "dynamic" else batch, rtol=rtol)
+                                   batch=1 if batch == "dynamic" else batch, rtol=fp32_rtol)
         click.echo(result.summary())
         for note in result.notes:
             click.echo(f"note: {note}")
@@ -59,12 +82,12 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
         done = export_int8(target, out, calibrate, samples=calibrate_samples, data_dir=data_dir,
                            evaluate={"auto": "auto", "none": None}.get(dataset, dataset),
                            input_shape=parse_shape(input_shape), weights=weights, opset=opset, batch=batch,
-                           rtol=rtol, exporter=exporter)
+                           rtol=fp32_rtol, exporter=exporter, target=deploy, realise=realise)
         click.echo(done.summary())
         return
     result = export_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
                            dataset=None if dataset == "none" else dataset, data_dir=data_dir, opset=opset,
-                           batch=batch, rtol=rtol, exporter=exporter)
+                           batch=batch, rtol=fp32_rtol, exporter=exporter, target=deploy, realise=realise)
     click.echo(result.summary())
     for note in result.notes:
         click.echo(f"note: {note}")

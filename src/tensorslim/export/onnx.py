@@ -228,7 +228,7 @@ def dataset_inputs(name: str, samples: int = 64, *, split: str = "test",
     return x
 
 
-def export_target(target: str | os.PathLike, out: str | os.PathLike, *,
+def export_target(target: str | os.PathLike, /, out: str | os.PathLike, *,
                   input_shape: Sequence[int] | None = None, weights: str | None = None,
                   dataset: str | None = "auto", samples: int = 64,
                   data_dir: str | os.PathLike | None = None, inputs: Any = None,
@@ -239,7 +239,8 @@ def export_target(target: str | os.PathLike, out: str | os.PathLike, *,
     source of :func:`.verify.input_batches`: a tensor, array, Dataset, DataLoader or iterable of batches), else
     of ``dataset`` (``"auto"``: the dataset named in ``model.json``, skipped with a note in ``notes`` when it is
     not installed here; a name: that dataset, a missing one raising ``DataError``; ``None``: random inputs
-    only). ``options`` go to :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``), or
+    only). ``options`` go to :func:`export_onnx` (``opset``, ``batch``, ``rtol``, ``exporter``, ``verify``,
+    ``target``, ``realise``: ``target`` is the deployment target, the model is the positional ``target``), or
     to ``export``, the export function used instead (:func:`.pte.export_pte` for an ExecuTorch program).
     """
     export = export or export_onnx

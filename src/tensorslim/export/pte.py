@@ -198,9 +198,11 @@ def method_input(method: Any, path: str | os.PathLike) -> tuple[int, tuple[int, 
     return sizes[0], sizes[1:]
 
 
-def _execute(method: Any, x: torch.Tensor, where: str) -> list[torch.Tensor]:
+def execute(method: Any, x: torch.Tensor, where: str, *, quiet: bool = True) -> list[torch.Tensor]:
+    """Run a loaded method on ``x``; VerificationError (one line) when the runtime fails. ``quiet``: discard the
+    runtime's log lines (a caller running many batches silences them once around its loop instead)."""
     try:
-        with _silenced():
+        with _silenced() if quiet else contextlib.nullcontext():
             return list(method.execute([x]))
     except Exception as err:  # noqa: BLE001 - the runtime's own error types
         raise VerificationError(f"{where}: ExecuTorch cannot run the program ({one_line(err)})") from None
@@ -222,7 +224,7 @@ def verify_pte(reference: Callable[[torch.Tensor], Any], path: str | os.PathLike
         where = f"{name} on {source} input at batch {batch}"
         with torch.no_grad():
             ref = flatten_outputs(reference(x), where)
-        got = [g.numpy() for g in _execute(method, x.contiguous(), where)]
+        got = [g.numpy() for g in execute(method, x.contiguous(), where)]
         a, r = compare(ref, got, where, runtime="ExecuTorch")
         if not r <= rtol:  # also catches NaN
             raise VerificationError(f"{where}: ExecuTorch differs from PyTorch: max abs error {a:.3g}, "
@@ -382,7 +384,7 @@ class PteRunner(Runner):
             self._threads_before = None
 
 
-def export_pte_target(target: str | os.PathLike, out: str | os.PathLike, **options: Any) -> PteResult:
+def export_pte_target(target: str | os.PathLike, /, out: str | os.PathLike, **options: Any) -> PteResult:
     """:func:`.onnx.export_target` with :func:`export_pte`: a model directory or name to a verified ``.pte``,
     checked on real images of its dataset too (``options``: ``input_shape``, ``weights``, ``dataset``,
     ``samples``, ``data_dir``, ``inputs``, and :func:`export_pte`'s ``batch``, ``rtol``, ``verify``)."""
