@@ -48,7 +48,7 @@ from ._common import (
     normal_,
     run_decomposition,
 )
-from .tt import _check_mode_shapes, _tt_init_std, set_channel_factors, set_feature_factors
+from .tt import ModeFactored, _check_mode_shapes, _tt_init_std, set_channel_factors, set_feature_factors
 
 #: Options of ``from_linear`` / ``from_conv`` passed to :func:`tensorslim.decompose.tensor_ring.tr_als`.
 FIT_OPTIONS = ("n_iter_max", "tol", "init", "seed")
@@ -192,7 +192,7 @@ def _check_given_cores(label: str, cores: Sequence[torch.Tensor]) -> None:
             raise DecompositionError(label, f"TR core ranks do not close a ring: {[tuple(c.shape) for c in cores]}")
 
 
-class TRLinear(nn.Module):
+class TRLinear(ModeFactored, nn.Module):
     """A Linear layer whose weight is a tensor ring of ``2d`` cores (see the module doc for the convention).
 
     Args:
@@ -291,15 +291,8 @@ class TRLinear(nn.Module):
         vectors = feature_input(input_shape, self.in_features, type(self).__name__)
         return vectors * tr_linear_macs(self.in_shape, self.out_shape, self.ranks)
 
-    def config(self) -> dict[str, Any]:
-        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),
-                "bias": self.bias is not None}
 
-    def extra_repr(self) -> str:
-        return f"in_shape={list(self.in_shape)}, out_shape={list(self.out_shape)}, ranks={list(self.ranks)}"
-
-
-class TRConv2d(nn.Module):
+class TRConv2d(ModeFactored, nn.Module):
     """A convolution whose kernel is a tensor ring: ``d`` input-channel cores, one spatial core, ``d``
     output-channel cores (Wang et al. 2018; see the module doc for the convention and the forward pass).
 
@@ -419,11 +412,3 @@ class TRConv2d(nn.Module):
         h, w = image_input(input_shape, self.in_channels, type(self).__name__)
         return tr_conv_macs(self.in_shape, self.out_shape, self.geometry.kernel_size, self.ranks, (h, w),
                             self.geometry.output_hw(h, w))
-
-    def config(self) -> dict[str, Any]:
-        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),
-                **self.geometry.config(), "bias": self.bias is not None}
-
-    def extra_repr(self) -> str:
-        return (f"in_shape={list(self.in_shape)}, out_shape={list(self.out_shape)}, "
-                f"kernel_size={self.geometry.kernel_size}, ranks={list(self.ranks)}")

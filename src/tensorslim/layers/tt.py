@@ -170,7 +170,24 @@ def set_feature_factors(layer: nn.Module, label: str, in_shape: Sequence[int], o
     layer.in_features, layer.out_features = math.prod(layer.in_shape), math.prod(layer.out_shape)
 
 
-class TTLinear(nn.Module):
+class ModeFactored:
+    """``config()`` and ``extra_repr()`` of the TT and TR layers, whose sizes are factored into modes
+    (:func:`set_feature_factors`, :func:`set_channel_factors`): the mode shapes, the ranks, a conv's geometry
+    (``geometry`` None for a Linear) and whether there is a bias."""
+
+    geometry: ConvGeometry | None = None
+
+    def config(self) -> dict[str, Any]:
+        geometry = self.geometry.config() if self.geometry is not None else {}
+        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),
+                **geometry, "bias": self.bias is not None}
+
+    def extra_repr(self) -> str:
+        kernel = f"kernel_size={self.geometry.kernel_size}, " if self.geometry is not None else ""
+        return f"in_shape={list(self.in_shape)}, out_shape={list(self.out_shape)}, {kernel}ranks={list(self.ranks)}"
+
+
+class TTLinear(ModeFactored, nn.Module):
     """A Linear layer whose weight is a TT-matrix (see the module doc for the index convention).
 
     Args:
@@ -255,10 +272,6 @@ class TTLinear(nn.Module):
         vectors = feature_input(input_shape, self.in_features, type(self).__name__)
         return vectors * self.plan.macs_per_row
 
-    def config(self) -> dict[str, Any]:
-        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),
-                "bias": self.bias is not None}
-
     def extra_repr(self) -> str:
         return (f"in_shape={list(self.in_shape)}, out_shape={list(self.out_shape)}, ranks={list(self.ranks)}, "
                 f"order={list(self.plan.order)}")
@@ -275,7 +288,7 @@ def set_channel_factors(layer: nn.Module, label: str, in_shape: Sequence[int], o
     return layer.geometry
 
 
-class TTConv2d(nn.Module):
+class TTConv2d(ModeFactored, nn.Module):
     """A convolution whose kernel is a tensor train with the spatial window as its own core (Garipov et al. 2016).
 
     Kernel ``W[t, c, i, j] = Σ_{r_0} F[r_0, i, j] · TT[(t_1…t_d), (c_1…c_d), r_0]`` where ``F`` (``r_0 × kh × kw``) is
@@ -388,10 +401,3 @@ class TTConv2d(nn.Module):
         return tt_conv_macs(self.in_shape, self.out_shape, self.geometry.kernel_size, self.ranks,
                             self.geometry.output_hw(h, w), plan=self.plan)
 
-    def config(self) -> dict[str, Any]:
-        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape), "ranks": list(self.ranks),
-                **self.geometry.config(), "bias": self.bias is not None}
-
-    def extra_repr(self) -> str:
-        return (f"in_shape={list(self.in_shape)}, out_shape={list(self.out_shape)}, "
-                f"kernel_size={self.geometry.kernel_size}, ranks={list(self.ranks)}")
