@@ -54,8 +54,17 @@ from typing import Any
 from torch import nn
 
 from .. import _atomic
+from .. import methods as method_registry
+from ..cost import profile
 from ..errors import DecompositionError, TensorSlimError
+from ..modeldir import INPUT_SHAPE_ATTR, SPEC_ATTR
+from ..plan import METHODS
+from ..study.budget import BudgetError as StudyBudgetError
+from ..study.budget import parse_budget as parse_study_budget
+from ..study.latency import describe, estimate_ms, model_key
 from ..study.pareto import pareto_indices
+from ..surgery import candidates, compress, compress_with_report, design_cost
+from ..train import evaluate
 
 DEFAULT_GRID = (0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6)
 DEFAULT_METHODS = ("svd", "tucker2")
@@ -68,8 +77,6 @@ class BudgetError(TensorSlimError):
 
 
 def _method_options(methods: Sequence[str] | Mapping[str, dict] | None) -> dict[str, dict]:
-    from ..plan import METHODS
-
     if methods is None:
         methods = DEFAULT_METHODS
     if isinstance(methods, str):
@@ -93,8 +100,6 @@ def _fingerprint(model: nn.Module, methods: dict, grid: Sequence[float], max_sam
 
 
 def _eval_subset(model: nn.Module, val_set, max_samples: int) -> float:
-    from ..train import evaluate
-
     batch = min(250, max_samples)
     return evaluate(model, val_set, batch_size=batch, max_batches=math.ceil(max_samples / batch))["accuracy"]
 
@@ -130,9 +135,6 @@ def sensitivity(
     "dense_params", "dense_macs", "points": [{"method", "rank", "options", "ratio", "params", "macs",
     "accuracy", "drop", "rel_error"}]}}}``.
     """
-    from ..modeldir import INPUT_SHAPE_ATTR
-    from ..surgery import candidates, compress_with_report
-
     log = log or (lambda _m: None)
     opts = _method_options(methods)
     grid = sorted({float(g) for g in rank_grid})
@@ -200,8 +202,6 @@ def sensitivity(
 def layer_drops(model: nn.Module, rules: Sequence[dict], val_set, *, input_shape: tuple[int, ...],
                 max_samples: int = 1000) -> dict[str, float]:
     """The drop (points) of each explicit single-layer rule applied alone: the order 'least sensitive first'."""
-    from ..surgery import compress
-
     max_samples = max(1, min(int(max_samples), len(val_set)))
     base = _eval_subset(model, val_set, max_samples)
     return {r["layers"]: base - _eval_subset(compress(model, {"rules": [r]}, input_shape), val_set, max_samples)
@@ -212,9 +212,6 @@ def parse_budget(budget: str | Mapping[str, float]) -> dict[str, float]:
     """``"params<=0.1"``, ``"macs<=0.3,params<=0.1"``, ``"latency<=0.25,drop<=0.5"``, ``"drop<=0.5"`` (the budget
     syntax of every command; the old ``params=0.1`` / ``max-drop=0.5`` still reads), or a dict →
     ``{"params", "macs", "latency", "max_drop"}`` (the keys given)."""
-    from ..study.budget import BudgetError as StudyBudgetError
-    from ..study.budget import parse_budget as parse_study_budget
-
     if isinstance(budget, Mapping):
         budget = {("drop" if str(k).replace("-", "_") == "max_drop" else str(k)): v for k, v in budget.items()}
     try:
@@ -235,11 +232,6 @@ def measure_latency(model: nn.Module, sens: dict[str, Any], cache, *, input_shap
     point's rank: random weights, as the weights do not change the time) and the dense model
     (``sens["latency"] = {"model_ms", "machine", "cache", ...}``). ``cache`` is a
     :class:`tensorslim.study.latency.LatencyCache`: entries measured earlier on this machine are not re-timed."""
-    from .. import methods
-    from ..modeldir import INPUT_SHAPE_ATTR, SPEC_ATTR
-    from ..study.latency import describe, model_key
-    from ..surgery import candidates
-
     input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
     ctxs = {c.name: c for c in candidates(model, input_shape)}
     spec = getattr(model, SPEC_ATTR, None)
@@ -251,7 +243,7 @@ def measure_latency(model: nn.Module, sens: dict[str, Any], cache, *, input_shap
             raise TensorSlimError(f"latency: layer {name} of the sensitivity table is not in the model")
         entry["dense_latency_ms"] = cache.latency_ms(ctx.module, ctx.input_shape)
         for p in entry["points"]:
-            layer = methods.get(p["method"]).structure(ctx, p["rank"], dict(p.get("options") or {}))
+            layer = method_registry.get(p["method"]).structure(ctx, p["rank"], dict(p.get("options") or {}))
             p["latency_ms"] = cache.latency_ms(layer.eval(), ctx.input_shape)
     sens["latency"] = {"model_ms": model_ms, **describe(cache)}
     if log:
@@ -265,9 +257,6 @@ def allocate(model: nn.Module, budget: str | Mapping[str, float], sens: Mapping[
 
     A ``latency`` budget needs the table's latencies (:func:`measure_latency`); ``latency_scale`` multiplies the
     table's model estimate (the measured / estimated ratio of an earlier round, :func:`allocate_for_latency`)."""
-    from ..cost import profile
-    from ..modeldir import INPUT_SHAPE_ATTR
-
     budget = parse_budget(budget)
     input_shape = tuple(input_shape or getattr(model, INPUT_SHAPE_ATTR, None) or ())
     total = profile(model, input_shape).total
@@ -417,8 +406,6 @@ def _rule_points(sens: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]):
 def estimate_latency(sens: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> float:
     """The table's latency estimate of a plan, as a fraction of the dense model's: (model ms + Σ (replacement ms
     − dense layer ms)) / model ms (:func:`tensorslim.study.latency.estimate_ms`)."""
-    from ..study.latency import estimate_ms
-
     _check_latency_table(sens)
     model_ms = float(sens["latency"]["model_ms"])
     swaps = [(e["dense_latency_ms"], p["latency_ms"]) for e, p in _rule_points(sens, rules)]
@@ -439,9 +426,6 @@ def allocate_for_latency(model: nn.Module, budget: str | Mapping[str, float], se
     among those within the tolerance (else the fastest measured). Returns (plan, record: ``{"budget",
     "tolerance", "rounds": [{"round", "scale", "estimate", "corrected_estimate", "predicted_drop", "measured",
     "ms", "dense_ms"}], "chosen_round", "estimate", "measured", "met", "table"}``)."""
-    from ..modeldir import INPUT_SHAPE_ATTR
-    from ..surgery import compress
-
     log = log or (lambda _m: None)
     budget = parse_budget(budget)
     if "latency" not in budget:
@@ -492,9 +476,6 @@ def _budget_text(budget: Mapping[str, float]) -> str:
 
 def predicted_cost(model: nn.Module, plan: Mapping[str, Any], input_shape: tuple[int, ...]) -> dict[str, int]:
     """Whole-model params and MACs after ``plan`` (analytic, decomposes on the meta device only)."""
-    from ..cost import profile
-    from ..surgery import candidates, design_cost
-
     total = profile(model, input_shape).total
     params, macs = total.params, total.macs
     rules = {r["layers"]: r for r in plan["rules"]}
