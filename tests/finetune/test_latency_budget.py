@@ -205,3 +205,28 @@ def test_finetune_with_a_latency_budget_records_estimate_measurement_and_rounds(
     assert rec["table"]["machine"] == machine_key(1) and rec["table"]["measured_now"] > 0
     table = json.loads((tmp_path / "lat.json").read_text())[machine_key(1)]
     assert len(table) == rec["table"]["measured_now"]
+
+
+def test_explore_meets_a_latency_budget_from_the_table_and_measures_the_pick(base_dir, tmp_path):
+    """explore --budget latency<=F: latency becomes an objective (from the same table), the pick meets the table's
+    estimate, and the picked model is measured against the original. Stand-ins additive in parameters: the
+    estimate and the measurement must both equal the picked model's parameter ratio (a plain count)."""
+    from tensorslim.explore import explore
+
+    def timer(module, input_shape, **kw):
+        return 1e-3 * sum(p.numel() for p in module.parameters())
+
+    def model_latency(model, dense, input_shape):
+        return {"ratio": sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in dense.parameters())}
+
+    res = explore(base_dir, "synthetic", out=tmp_path / "x", methods=["svd"], objectives=["macs", "accuracy"],
+                  budget="latency<=0.8,drop<=100", max_evals=8, full_evals=3, max_error=0.99, finetune_batches=2,
+                  val_samples=60, calibration=0, data_options=DATA, latency_timer=timer, model_latency=model_latency,
+                  latency_cache=tmp_path / "lat.json", plots=False, log=None)
+    assert "latency" in res.pareto["objectives"]
+    sel = res.selected
+    params = sel["params"] / res.pareto["original"]["params"]
+    assert sel["relative"]["latency"] == pytest.approx(params) and params <= 0.8
+    measured = res.pareto["selected_latency"]
+    assert measured["estimate"] == pytest.approx(params) and measured["measured"] == pytest.approx(params)
+    assert measured["within_10_percent"] and measured["budget"] == 0.8

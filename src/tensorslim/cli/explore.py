@@ -99,7 +99,8 @@ def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_ev
                      max_factors=max_factors, max_error=max_error, calibration=calibration, time_budget=time_budget,
                      low_fidelity=_low_fidelity(low_fidelity),
                      val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches, distill=distill,
-                     data_dir=data_dir, latency_timer=ort_layer_ms, report=write_report,
+                     data_dir=data_dir, latency_timer=ort_layer_ms, model_latency=ort_model_latency,
+                     report=write_report,
                      log=lambda msg: click.echo(msg, err=True))
     p = result.pareto
     click.echo(f"{'id':<5} {'methods':<22} {'MACs':>11} {'memory':>11} {'params':>9} {'acc %':>7} {'val %':>7}")

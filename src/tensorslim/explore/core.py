@@ -58,7 +58,7 @@ from ..study.storage import redact as _redact
 from ..surgery import candidates
 from ..train import evaluate
 from .evaluate import _Evaluator, _finetune, lowfi_accuracy
-from .latency import LatencyCache, LayerTimer, describe
+from .latency import LatencyCache, LayerTimer, ModelLatency, describe
 from .pareto import Budget, parse_budget, pick
 from .plots import front_plot, methods_plot
 from .space import (
@@ -172,8 +172,11 @@ class ExploreConfig:
     ``tensorslim finetune --distill`` does), ``lr``, ``batch_size``, ``eval_split``; data: ``data_dir``,
     ``data_options``; latency (an objective):
     ``latency_cache`` (default ``OUT/cache/latency.json``), ``latency_repeats``, ``latency_timer`` (required
-    for it, a :data:`tensorslim.explore.latency.LayerTimer`); ``calibration``: training images whose activations
-    judge each design point in pruning by its layer's output error (0: judged by the weight error);
+    for it, a :data:`tensorslim.explore.latency.LayerTimer`; a ``latency`` budget adds the objective),
+    ``model_latency`` (a :data:`tensorslim.study.latency.ModelLatency`: with a latency budget, the picked model
+    is measured against the original and ``pareto.json`` gets ``selected_latency``); ``calibration``: training
+    images whose activations judge each design point in pruning by its layer's output error (0: judged by the
+    weight error);
     ``time_budget`` ("30m", "2h", seconds): stop searching when it is spent and write the front found so far;
     output: ``plots``, ``report`` (a :data:`ReportWriter`), ``log`` (None: silent).
     """
@@ -201,6 +204,7 @@ class ExploreConfig:
     latency_cache: str | os.PathLike | None = None
     latency_repeats: int = 30
     latency_timer: LayerTimer | None = None
+    model_latency: ModelLatency | None = None
     calibration: int = 256
     time_budget: str | float | None = None
     plots: bool = True
@@ -212,6 +216,8 @@ class ExploreConfig:
         self.log = self.log or (lambda _msg: None)
         self.objectives = _check_objectives(self.objectives)
         self.budget = parse_budget(self.budget)
+        if self.budget is not None and "latency" in self.budget and "latency" not in self.objectives:
+            self.objectives = (*self.objectives, "latency")  # a latency budget is met from the latency table
         if self.sampler not in ("nsga2", "tpe"):
             raise ExploreError(f"sampler must be nsga2 or tpe, not {self.sampler!r}")
         if self.max_evals < 1 or self.full_evals < 1:
@@ -325,7 +331,8 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     base_val_lowfi = lowfi_accuracy(model, val_set, cfg.val_samples)
     t_eval = time.perf_counter() - t_eval
     # the budget's cost limits steer the sampler (Optuna trial constraints, set in the objective)
-    limits = [(k, v) for k, v in (cfg.budget.limits if cfg.budget else ()) if k in ("params", "macs", "memory")]
+    limits = [(k, v) for k, v in (cfg.budget.limits if cfg.budget else ())
+              if k in ("params", "macs", "memory", "latency")]
     constraints = (lambda t: [t.user_attrs[k] / ev.base[k] - v for k, v in limits]) if limits else None
     signature = hashlib.sha1(json.dumps({
         "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(cfg.methods),
@@ -448,6 +455,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         if not points:
             raise
         selected, missed = None, err
+    measured = _measure_selected(cfg, front, points, selected, model, input_shape)
 
     ref = [1.1 if o != "accuracy" else 1.0 for o in cfg.objectives]
 
@@ -473,6 +481,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
                    "hypervolume_reference_point": ref},
         "budget": str(cfg.budget) if cfg.budget else None,
         "selected": selected,
+        **({"selected_latency": measured} if measured else {}),
         "points": points,
     }
     trials_json = [{"trial": t.number, "choices": t.params, "methods": _families(t.params),
@@ -511,3 +520,19 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
             f"params x{sel['relative']['params']:.3f} accuracy {sel['accuracy']:.2f} % "
             f"(drop {sel['relative']['drop']:.2f})")
     return ExploreResult(cfg.out, pareto)
+
+
+def _measure_selected(cfg: ExploreConfig, front, points, selected, model, input_shape) -> dict[str, Any] | None:
+    """The selected point's latency measured on the whole model against the original (``model_latency``, e.g.
+    both exported and timed in alternation in ONNX Runtime), beside the table's estimate and the budget."""
+    if not selected or cfg.model_latency is None or "latency" not in (cfg.budget or ()):
+        return None
+    h = next(h for h in front if h["id"] == selected)
+    m = dict(cfg.model_latency(h["model"], model, input_shape))
+    limit = cfg.budget.get("latency")
+    est = next(p for p in points if p["id"] == selected)["relative"].get("latency")
+    out = {"estimate": est, "measured": float(m["ratio"]), "ms": m.get("ms"), "dense_ms": m.get("dense_ms"),
+           "budget": limit, "within_10_percent": float(m["ratio"]) <= limit * 1.1}
+    cfg.log(f"selected {selected}: latency measured {out['measured']:.3f} of the original's (table estimate "
+            f"{est:.3f}, budget {limit:g})" + ("" if out["within_10_percent"] else "; misses it by more than 10 %"))
+    return out
