@@ -230,3 +230,23 @@ def test_explore_meets_a_latency_budget_from_the_table_and_measures_the_pick(bas
     measured = res.pareto["selected_latency"]
     assert measured["estimate"] == pytest.approx(params) and measured["measured"] == pytest.approx(params)
     assert measured["within_10_percent"] and measured["budget"] == 0.8
+
+
+def test_the_allocation_is_made_once_per_run_and_reused_on_resume(base, tmp_path):
+    """A resumed run (and every process under torchrun) reads steps/latency.json instead of re-measuring, so it
+    keeps the plan its finished steps were made with."""
+    from tensorslim.distributed import current
+    from tensorslim.finetune.schedules import LATENCY, STEPS_DIR, _latency_plan
+
+    calls = []
+
+    def model_latency(model, dense, input_shape):
+        calls.append(1)
+        return {"ratio": 0.7}
+
+    kw = {"timer": fake_timer(), "model_latency": model_latency, "cache_path": tmp_path / "lat.json", "repeats": 1}
+    budget = {"latency": 0.7}
+    plan, rec = _latency_plan(base, budget, _table(base), SHAPE, tmp_path / "o", current(), None, **kw)
+    assert (tmp_path / "o" / STEPS_DIR / LATENCY).is_file() and len(calls) == 1
+    again = _latency_plan(base, budget, _table(base), SHAPE, tmp_path / "o", current(), lambda m: None, **kw)
+    assert again == (plan, rec) and len(calls) == 1 and _choice(plan) == {"classifier.fc1": 10}
