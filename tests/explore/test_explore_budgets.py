@@ -67,7 +67,7 @@ def test_full_fidelity_finetune_spans_epochs_and_distils(monkeypatch):
     from tensorslim.explore import evaluate as ev_mod
 
     seen = []
-    monkeypatch.setattr("tensorslim.train.train", lambda model, ds, val, cfg, teacher=None, log=None:
+    monkeypatch.setattr(ev_mod, "train", lambda model, ds, val, cfg, teacher=None, log=None:
                         seen.append((cfg, teacher)))
     ds = torch.utils.data.TensorDataset(torch.zeros(100, 1, 4, 4), torch.zeros(100, dtype=torch.long))
     teacher = torch.nn.Linear(2, 2)

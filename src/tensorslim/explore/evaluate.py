@@ -11,7 +11,11 @@ from typing import Any
 
 from torch import nn
 
+from ..cost import profile
 from ..errors import TensorSlimError
+from ..modeldir import COMPRESSION_ATTR
+from ..train import TrainConfig, evaluate, train
+from .latency import LatencyCache
 from .space import (
     LayerSpace,
     convert,
@@ -23,8 +27,6 @@ class _Evaluator:
     """Builds candidate models from per-layer choices and measures them."""
 
     def __init__(self, model: nn.Module, spaces: list[LayerSpace], input_shape: tuple[int, ...]):
-        from ..cost import profile
-
         self.model = model.eval()
         self.spaces = {s.name: s for s in spaces}
         self.input_shape = input_shape
@@ -39,8 +41,6 @@ class _Evaluator:
 
         Returns the number of points removed per layer (pruning stage "slower").
         """
-        from .latency import LatencyCache
-
         assert isinstance(cache, LatencyCache)
         self.latency = {}
         self.base["latency"] = cache.latency_ms(self.model, self.input_shape,
@@ -75,8 +75,6 @@ class _Evaluator:
     def costs(self, model: nn.Module, choice: dict[str, str] | None = None) -> dict[str, Any]:
         """Params, MACs and memory of a built model, measured by :func:`tensorslim.cost.profile` (and the
         latency estimate of ``choice`` when latencies were measured)."""
-        from ..cost import profile
-
         prof = profile(model, self.input_shape)
         out: dict[str, Any] = {"params": prof.total.params, "macs": prof.total.macs,
                                "memory": prof.total.weight_bytes + prof.total.output_bytes}
@@ -108,8 +106,6 @@ class _Evaluator:
 
     def build(self, choice: dict[str, str]) -> nn.Module:
         """A fresh model with the chosen layers swapped in, carrying the compression record for saving."""
-        from ..modeldir import COMPRESSION_ATTR
-
         new = copy.deepcopy(self.model)
         rules, entries = [], []
         for name, key in choice.items():
@@ -132,8 +128,6 @@ class _Evaluator:
 
 def lowfi_accuracy(model: nn.Module, val_set, val_samples: int) -> float:
     """Accuracy (%) on the first ``val_samples`` images of the validation split (the low-fidelity measure)."""
-    from ..train import evaluate
-
     bs = max(1, min(500, val_samples))
     return evaluate(model, val_set, batch_size=bs, max_batches=math.ceil(val_samples / bs))["accuracy"]
 
@@ -148,8 +142,6 @@ def _finetune(build: Callable[[], nn.Module], train_set, batches: int, *, lr: fl
     hundredth; if all diverge the model is returned as decomposed. Returns the model and the learning rate
     that worked (None: not fine-tuned).
     """
-    from ..train import TrainConfig, train
-
     if batches <= 0:
         return build(), None
     per_epoch = math.ceil(len(train_set) / batch_size)
@@ -160,17 +152,6 @@ def _finetune(build: Callable[[], nn.Module], train_set, batches: int, *, lr: fl
                           seed=seed, distill_alpha=0.5 if teacher is not None else 0.0)
         try:
             train(model, train_set, None, cfg, teacher=teacher, log=None)
-        except TensorSlimError as err:
-            if "diverged" not in str(err):
-                raise
-            continue
-        return model.eval(), rate
-    return build(), None
-    for rate in (lr, lr / 10, lr / 100):
-        model = build()
-        cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=rate, max_batches=batches, seed=seed)
-        try:
-            train(model, train_set, None, cfg, log=None)
         except TensorSlimError as err:
             if "diverged" not in str(err):
                 raise

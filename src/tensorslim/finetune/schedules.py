@@ -82,8 +82,25 @@ import torch
 from torch import nn
 
 from .. import _atomic, data, modeldir
+from .. import distributed as D
+from .. import plan as plan_mod
+from ..cost import profile
 from ..data import user as user_data
 from ..errors import TensorSlimError
+from ..study.latency import LatencyCache, default_cache_path
+from ..surgery import candidates, compress, compress_with_report
+from ..train import TrainConfig, _num_batches, evaluate
+from ..train import train as trainer
+from .sensitivity import (
+    DEFAULT_GRID,
+    allocate,
+    allocate_for_latency,
+    layer_drops,
+    measure_latency,
+    parse_budget,
+    sensitivity,
+    single_layer_rule,
+)
 
 SCHEDULES = ("one-shot", "iterative", "hybrid-conv-iterative", "hybrid-factors-first")
 ORDERS = ("forward", "backward", "sensitivity")
@@ -142,7 +159,6 @@ def _datasets(dataset, data_dir, options: Mapping[str, Any] | None):
 
 def make_config(overrides: Mapping[str, Any], *, distill: bool):
     """The TrainConfig of a fine-tuning run: fine-tuning learning rates, distillation weight when distilling."""
-    from ..train import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"epochs"}
     bad = sorted(set(overrides) - fields)
@@ -158,9 +174,6 @@ def make_config(overrides: Mapping[str, Any], *, distill: bool):
 
 def resolve_plan(model: nn.Module, plan, input_shape: tuple[int, ...]) -> tuple[nn.Module, list[dict], list]:
     """Apply ``plan`` once: (the one-shot compressed model, one explicit rule per compressed layer, skipped)."""
-    from .. import plan as plan_mod
-    from ..surgery import compress_with_report
-    from .sensitivity import single_layer_rule
 
     parsed = plan_mod.read(plan) if isinstance(plan, (str, Path)) else plan_mod.parse(plan)
     compressed, report = compress_with_report(model, parsed, input_shape)
@@ -248,11 +261,6 @@ def finetune(
     ``batch_size`` is the GLOBAL batch under torchrun. A ``latency`` budget needs ``latency_timer`` (and is
     checked against the measured model with ``model_latency``); see the module doc.
     """
-    from .. import distributed as D
-    from ..cost import profile
-    from ..train import _num_batches, evaluate
-    from ..train import train as trainer
-    from .sensitivity import DEFAULT_GRID, allocate, layer_drops, parse_budget, sensitivity
 
     log = log or (lambda _m: None)
     info = D.current()
@@ -299,8 +307,6 @@ def finetune(
                 "budget": budget, "plan": None, "config": dataclasses.asdict(cfg),
                 "world_size": info.world_size}
     if budget is None:
-        from .. import plan as plan_mod
-
         parsed = plan_mod.read(plan) if isinstance(plan, (str, Path)) else plan_mod.parse(plan)
         settings["plan"] = parsed.to_dict()
 
@@ -447,9 +453,6 @@ def finetune(
 def _latency_plan(original, budget, sens_table, input_shape, out, info, log, *, timer, model_latency, cache_path,
                   repeats) -> tuple[dict[str, Any], dict[str, Any]]:
     """The latency allocation (plan, record), made once per run: on rank 0, kept in ``steps/latency.json``."""
-    from .. import distributed as D
-    from ..study.latency import LatencyCache, default_cache_path
-    from .sensitivity import allocate_for_latency, measure_latency
 
     stored = out / STEPS_DIR / LATENCY if out is not None else None
     if stored is None and info.active:
@@ -479,14 +482,10 @@ def _latency_plan(original, budget, sens_table, input_shape, out, info, log, *, 
 
 
 def _candidates(model, input_shape):
-    from ..surgery import candidates
-
     return candidates(model, input_shape)
 
 
 def _compress(model: nn.Module, rules: list[dict], input_shape: tuple[int, ...]) -> nn.Module:
-    from ..surgery import compress
-
     new = compress(model, {"rules": rules}, input_shape)
     for attr in (modeldir.SPEC_ATTR, modeldir.INPUT_SHAPE_ATTR):
         if getattr(new, attr, None) is None and getattr(model, attr, None) is not None:
