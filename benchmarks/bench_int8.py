@@ -8,6 +8,11 @@ Three files, each measured as a file in ONNX Runtime:
    per-channel weights, uint8 activations), calibrated on a random sample of the Fashion-MNIST *training*
    split. A fourth file, quantized with int8 activations, is timed against it to check the default.
 
+The phone runtime, as ``.pte`` files in ``executorch.runtime`` (XNNPACK, batch 1): the factorized model as an
+fp32 program (``export_pte_target``) and as an int8 one (``export_pte_int8``: PT2E with XNNPACK's quantizer,
+per-channel int8 weights, the same calibration images); file bytes, test accuracy of each file run itself
+(``evaluate_pte``), and 1-thread XNNPACK latency at batch 1, timed in alternation (``runtime="executorch"``).
+
 For each: file bytes and top-1 accuracy on the Fashion-MNIST *test* split (``evaluate_onnx``, every file run
 itself). Latency: 1-thread ORT at batch 1 and 32, each pair timed in alternation (``tensorslim.export.benchmark``
 with ``against``), reported as paired ratios. The goal (≥ 40× smaller than the fp32 dense file, ≤ 1.0 pt test
@@ -15,6 +20,10 @@ drop against it, faster than the fp32 factorized file) is checked and printed. J
 ``benchmarks/results/int8.json``; ``benchmarks/render.py`` renders it into BENCHMARKS.md.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_int8.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_int8.py --pte-only   # re-measure the .pte part alone
+
+``--pte-only`` replaces the ``pte`` entry of the existing JSON and keeps the ONNX measurements; the entry records
+its own command and the machine's load average when it started.
 """
 
 from __future__ import annotations
@@ -82,7 +91,36 @@ def run(samples: int, repeats: int, work: Path) -> dict:
             "quantization": int8.quantized.quantization(), "calibration_split": "train", "test_split": "test",
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "nchwc_block": nchwc_block(),
             "cpu": _cpu(), "goal": GOAL}
-    return {"meta": meta, "files": files, "pairs": pairs, "goal": goal}
+    return {"meta": meta, "files": files, "pairs": pairs, "goal": goal, "pte": run_pte(samples, repeats, work, test)}
+
+
+def run_pte(samples: int, repeats: int, work: Path, test, only: bool = False) -> dict:
+    """The factorized model as fp32 and int8 ``.pte`` files: bytes, test accuracy, XNNPACK latency at batch 1."""
+    import os
+    from importlib.metadata import version
+
+    from tensorslim.export import benchmark, evaluate_pte, export_pte_int8, export_pte_target
+
+    load = os.getloadavg()[0]
+    paths = {"fp32 factorized .pte": work / "factorized.pte", "int8 factorized .pte": work / "factorized.int8.pte"}
+    export_pte_target(MODELS / FACTORIZED, paths["fp32 factorized .pte"])
+    int8 = export_pte_int8(MODELS / FACTORIZED, paths["int8 factorized .pte"], "fashion-mnist", samples=samples,
+                           record=False)
+    files = {}
+    for name, path in paths.items():
+        files[name] = {"bytes": path.stat().st_size, "accuracy": evaluate_pte(path, test)["accuracy"]}
+        print(f"{name:28s} {files[name]['bytes']:>10,} bytes  test {files[name]['accuracy']:.2f} %", flush=True)
+    labels = ("int8 factorized .pte", "fp32 factorized .pte")
+    res = benchmark(str(paths[labels[0]]), against=str(paths[labels[1]]), runtime="executorch", batch_sizes=(1,),
+                    threads=1, repeats=repeats, labels=labels)
+    pair = {"target": labels[0], "against": labels[1],
+            "median_ms": {m.label: {str(t.batch): t.median_ms for t in m.timings} for m in res.models},
+            "speedup": {str(r.batch): {"median": r.speedup, "min": r.min, "max": r.max} for r in res.comparison}}
+    return {"command": COMMAND + " --pte-only" if only else COMMAND, "load_average": round(load, 2),
+            "repeats": repeats, "files": files, "pair": pair, "quantization": int8.quantization(),
+            "samples": int8.samples,
+            "delegated_share": int8.program.delegated_share, "verify_max_rel_err": int8.program.max_rel_err,
+            "executorch": version("executorch")}
 
 
 def _int8_weights(path: Path) -> int:
@@ -120,6 +158,13 @@ def format_table(result: dict) -> str:
         f"({'met' if goal['drop_met'] else 'not met'}); faster than fp32 factorized: "
         f"{goal['speedup_vs_fp32_factorized']['1']:.2f}x b1, {goal['speedup_vs_fp32_factorized']['32']:.2f}x b32 "
         f"({'met' if goal['speedup_met'] else 'not met'})")
+    if "pte" in result:
+        pte, fp32 = result["pte"], result["pte"]["files"]["fp32 factorized .pte"]
+        speed = pte["pair"]["speedup"]["1"]
+        for name, f in pte["files"].items():
+            lines.append(f"{name:28s} {f['bytes']:>10,} {fp32['bytes'] / f['bytes']:>7.2f}x {f['accuracy']:>7.2f} "
+                         f"{fp32['accuracy'] - f['accuracy']:>+8.2f}"
+                         + (f" {speed['median']:>14.2f}x (XNNPACK b1)" if name == pte["pair"]["target"] else ""))
     return "\n".join(lines)
 
 
@@ -128,10 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=512, help="calibration images (training split)")
     parser.add_argument("--repeats", type=int, default=100, help="alternating timed rounds per batch size")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8.json")
+    parser.add_argument("--pte-only", action="store_true", help="re-measure the .pte part into the existing JSON")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
-        result = run(args.samples, args.repeats, Path(tmp))
+        if args.pte_only:
+            from tensorslim import data
+
+            result = json.loads(args.out.read_text())
+            result["pte"] = run_pte(args.samples, args.repeats, Path(tmp),
+                                    data.load("fashion-mnist", "test", augment=False), only=True)
+        else:
+            result = run(args.samples, args.repeats, Path(tmp))
     print(format_table(result))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

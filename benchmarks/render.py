@@ -362,7 +362,29 @@ def render_int8(results: Path | None = None) -> str:
               f"int8: {q['tool']}, {q['format']}, {q['weights']} weights per channel: {q['per_channel']}, "
               f"{q['activations']} activations, {q['method']} calibration on {m['samples']} images of the "
               f"{m['calibration_split']} split.\n\n"
-            + md_table(head, rows) + "\n\n" + verdict)
+            + md_table(head, rows) + "\n\n" + verdict + render_int8_pte(data.get("pte")))
+
+
+def render_int8_pte(pte: dict | None) -> str:
+    """The int8 .pte rows of the int8 table: the factorized model's fp32 and int8 programs in executorch.runtime."""
+    if not pte:
+        return ""
+    fp32, q = pte["files"]["fp32 factorized .pte"], pte["quantization"]
+    speed = pte["pair"]["speedup"]["1"]
+    rows = [[name, f"{f['bytes']:,}", f"{fp32['bytes'] / f['bytes']:.2f}×", pct(f["accuracy"]),
+             f"{f['accuracy'] - fp32['accuracy']:+.2f}",
+             f"{speed['median']:.2f}× ({speed['min']:.2f}–{speed['max']:.2f})" if name == pte["pair"]["target"]
+             else "—"] for name, f in pte["files"].items()]
+    head = ["file (executorch.runtime, XNNPACK, batch 1)", "bytes", "smaller than fp32 .pte", "test accuracy",
+            "pt vs fp32 .pte", "int8 faster, b1 (min–max)"]
+    return (f"\n\nThe phone runtime: the factorized model as `.pte` programs (ExecuTorch {pte['executorch']}, "
+            f"XNNPACK, 1 thread, batch 1, {pte['repeats']} alternating rounds; `{pte['command']}`, started at a "
+            f"load average of {pte['load_average']:.1f} on the shared machine). int8: {q['tool']} with "
+            f"{q['quantizer']}, {q['weights']} weights per channel: {q['per_channel']}, {q['activations']} "
+            f"activations, calibrated on {pte['samples']} training images; "
+            f"{100 * pte['delegated_share']:.0f} % of the operators delegated to XNNPACK; accuracy of each file "
+            "run in executorch.runtime on the test split.\n\n"
+            + md_table(head, rows))
 
 
 def render_pte(results: Path | None = None) -> str:
@@ -565,6 +587,31 @@ def render_explore_budget(results: Path | None = None) -> str:
                        rows))
 
 
+def render_latency_budget(results: Path | None = None) -> str:
+    """benchmarks/results/latency-budget.json, written by benchmarks/bench_latency_budget.py."""
+    d = load("latency-budget.json", results)
+    tried = "; ".join(f"`{t['budget']}`: " + (t["error"] or "allocated") for t in d["tried"])
+    if "row" not in d:
+        return source_line(d.get("command", "benchmarks/bench_latency_budget.py"), "latency-budget.json") + (
+            f"\nNo budget could be allocated ({tried}).")
+    r, g = d["row"], d["goal"]
+    rounds = ", ".join(f"round {x['round']}: estimate {x['estimate']:.3f}, measured "
+                       + (f"{x['measured']:.3f}" if x["measured"] is not None else "—") for x in r["rounds"])
+    layers = ", ".join(f"{name} {m} {rank}" for name, (m, rank) in r["layers"].items())
+    met = ", ".join(f"{k} {'met' if v else 'not met'}" for k, v in d["met"].items())
+    rows = [[f"`{r['budget']}`", f"{r['speedup_b1']:.2f}× ({r['speedup_min']:.2f}–{r['speedup_max']:.2f})",
+             f"{r['ms_b1']:.3f} / {r['dense_ms_b1']:.3f}", f"{1 / r['estimate']:.2f}×", f"{r['params_reduction']:.2f}×",
+             f"{r['macs_reduction']:.2f}×", pct(r["test_accuracy"]), f"{-r['drop']:+.2f} pt"]]
+    return (source_line(d["command"], "latency-budget.json")
+            + f"\nBaseline `{d['baseline']}` ({pct(r['dense_test_accuracy'])} test). Recipe: `{d['recipe']}` "
+            f"(a short fine-tune). Budgets tried: {tried}. Allocation rounds (fraction of the dense model's "
+            f"latency; measured: the allocated model against the dense one in ORT): {rounds}; round "
+            f"{r['chosen_round']} kept. Speedup: {d['timing']}. Goal ≥ {g['speedup_b1']:g}× at batch 1 at ≤ "
+            f"{g['drop']:g} pt test drop: {met}. Layers: {layers}. Took {d['minutes']} min on 2 shared cores.\n\n"
+            + md_table(["budget", "ORT b1 speedup (min–max)", "ms b1 (model / dense)", "table estimate",
+                        "fewer params", "fewer MACs", "test accuracy", "vs dense"], rows))
+
+
 RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "committed": render_committed,
     "provenance": render_provenance,
@@ -583,6 +630,7 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "reference-front": render_reference_front,
     "proxy": render_proxy,
     "explore-budget": render_explore_budget,
+    "latency-budget": render_latency_budget,
     "search": render_search,
     "demo": render_demo,
     "anchors": render_anchors,

@@ -403,10 +403,11 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
 #: ``max |executorch - reference| / max |reference|``. The two compute the same quantized network but round
 #: differently: XNNPACK requantizes each layer's int32 accumulator with a fixed-point multiplier, the reference
 #: dequantizes, computes in float32 and rounds again, so an activation near a rounding boundary can land one
-#: int8 step apart, and that step travels to the output. One output step is (calibrated output range) / 255,
-#: about 1/255 to 2/255 of the largest output, so a correct program is a few steps off (0.5-2 % measured on the
-#: test models); 5 % allows about 6-12 steps. A wrong scale, zero point, layout or weight is off by order 1.
-PTE_RTOL = 0.05
+#: int8 step apart, and that step travels on through every later layer to the output. One output step is
+#: (calibrated output range) / 255, about 1/255 to 2/255 of the largest output; a correct program is a few
+#: steps off, more in a deeper network where more flips add up. 10 % allows some 12-25 output steps; a wrong
+#: scale, zero point, layout or weight is off by order 1 (100 %).
+PTE_RTOL = 0.1
 
 
 def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: list[torch.Tensor], *,
