@@ -386,12 +386,19 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
             f"{cfg.finetune_batches} batches ~{format_seconds(estimate['full_s'])}; measured here: "
             f"{t_batch * 1000:.0f} ms per batch, {t_eval:.1f} s per low-fidelity evaluation)"
             + (f"; time budget {format_seconds(cfg.time_budget)}" if cfg.time_budget else ""))
+    # with a time budget the search leaves time for the finalists' fine-tuning (its estimate, at most half)
+    reserve = min(estimate["full_s"], 0.5 * cfg.time_budget) if cfg.time_budget else 0.0
+    search_deadline = Deadline(None if cfg.time_budget is None else
+                               max(0.0, cfg.time_budget - deadline.elapsed() - reserve))
     if todo:  # the deadline is checked after each trial: at least one runs, so the front is never empty
         _interrupt.quiet_optuna_interrupts()
         with _interrupt.deferred():  # Ctrl-C stops a trial's computation (Optuna records it failed), never
             study.optimize(objective, n_trials=todo,  # Optuna's bookkeeping and storage writes half-way
-                           callbacks=[Ticker(todo, "low-fidelity trials", cfg.log), deadline.stop_callback])
-    if deadline.hit:
+                           callbacks=[Ticker(todo, "low-fidelity trials", cfg.log), search_deadline.stop_callback])
+    if search_deadline.hit:
+        cfg.log(f"time budget: the search stops after {format_seconds(deadline.elapsed())}, leaving "
+                f"{format_seconds(reserve)} for the full-fidelity fine-tuning")
+    if deadline.expired():
         cfg.log(f"time budget {format_seconds(cfg.time_budget)} reached after "
                 f"{format_seconds(deadline.elapsed())}: the front is made of the trials done so far")
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -474,7 +481,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
                    "finetune_batches": cfg.finetune_batches, "distill": cfg.distill,
                    "estimate_s": {k: round(v, 3) for k, v in estimate.items()},
                    "wall_s": round(deadline.elapsed(), 3), "time_budget_s": cfg.time_budget,
-                   "stopped_by_time_budget": deadline.hit,
+                   "stopped_by_time_budget": deadline.hit or search_deadline.hit,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),
