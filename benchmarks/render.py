@@ -607,7 +607,8 @@ def render_latency_budget(results: Path | None = None) -> str:
             f"(a short fine-tune). Budgets tried: {tried}. Allocation rounds (fraction of the dense model's "
             f"latency; measured: the allocated model against the dense one in ORT): {rounds}; round "
             f"{r['chosen_round']} kept. Speedup: {d['timing']}. Goal ≥ {g['speedup_b1']:g}× at batch 1 at ≤ "
-            f"{g['drop']:g} pt test drop: {met}. Layers: {layers}. Took {d['minutes']} min on 2 shared cores.\n\n"
+            f"{g['drop']:g} pt test drop: {met}. Layers: {layers}. Took {d['minutes']} min on 2 shared cores"
+            + (f" ({d['note']})" if d.get("note") else "") + ".\n\n"
             + md_table(["budget", "ORT b1 speedup (min–max)", "ms b1 (model / dense)", "table estimate",
                         "fewer params", "fewer MACs", "test accuracy", "vs dense"], rows))
 
