@@ -1,7 +1,7 @@
 """How close does the explore sampler get to the true front of a real design space, with few evaluations?
 
 On a committed baseline (default: the convnet on Fashion-MNIST), the per-layer design space of every explored
-method is pruned on real activations (:func:`tensorslim.explore.space.prune` with calibration inputs: each
+method is pruned on real activations (:func:`tensorslim.explore.pruning.prune` with calibration inputs: each
 point judged by its layer's relative output error, rung (b) of the fidelity ladder). From each layer's
 survivors ``--per-layer`` points are kept (spread over their parameter counts); with "keep dense" that gives
 a grid of ``prod(1 + k)`` whole-model combinations. Every combination is evaluated at rung (b) — params and
@@ -43,7 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tensorslim import data, modeldir, surgery  # noqa: E402
 from tensorslim.cost import profile  # noqa: E402
-from tensorslim.explore.space import capture_inputs, dominated_mask, enumerate_space, prune  # noqa: E402
+from tensorslim.explore.layer_errors import capture_inputs  # noqa: E402
+from tensorslim.explore.pruning import dominated_mask, prune  # noqa: E402
+from tensorslim.explore.space import enumerate_space  # noqa: E402
 from tensorslim.study.pareto import hypervolume  # noqa: E402
 from tensorslim.train import TrainConfig, evaluate, train  # noqa: E402
 

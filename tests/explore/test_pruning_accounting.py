@@ -8,7 +8,7 @@ import torch
 from tests.explore.conftest import SYNTH
 
 from tensorslim import data, modeldir, surgery
-from tensorslim.explore import space
+from tensorslim.explore import layer_errors, pruning, space
 
 METHODS = ["svd", "cp", "tucker2", "tt", "tcl"]
 
@@ -19,8 +19,8 @@ def calibrated(tiny_dir):
     train = data.load("synthetic", "train", **SYNTH)
     x = torch.stack([train[i][0] for i in range(64)])
     spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), METHODS)
-    inputs = space.capture_inputs(model, [s.name for s in spaces], x)
-    report = space.prune(spaces, max_error=0.6, calibration=inputs)
+    inputs = layer_errors.capture_inputs(model, [s.name for s in spaces], x)
+    report = pruning.prune(spaces, max_error=0.6, calibration=inputs)
     return model, x, spaces, report
 
 
@@ -91,7 +91,8 @@ def test_a_method_that_vanishes_is_named_with_its_stage(tiny_dir):
     train = data.load("synthetic", "train", **SYNTH)
     x = torch.stack([train[i][0] for i in range(32)])
     spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), METHODS)
-    report = space.prune(spaces, max_error=1e-9, calibration=space.capture_inputs(model, [s.name for s in spaces], x))
+    inputs = layer_errors.capture_inputs(model, [s.name for s in spaces], x)
+    report = pruning.prune(spaces, max_error=1e-9, calibration=inputs)
     assert report["methods"] and all(m["survivors"] == 0 for m in report["methods"].values())
     for label, m in report["methods"].items():
         stage = m["vanished"]["stage"]
@@ -99,4 +100,4 @@ def test_a_method_that_vanishes_is_named_with_its_stage(tiny_dir):
         later = report["stages"][report["stages"].index(stage) + 1:]
         assert all(m["removed"][k] == 0 for k in later)
     with pytest.raises(space.ExploreError, match="error <= max_error"):
-        space.check_not_empty(spaces, report)
+        pruning.check_not_empty(spaces, report)

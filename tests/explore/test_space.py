@@ -9,7 +9,7 @@ from torch import nn
 
 from tensorslim import modeldir, surgery
 from tensorslim.cost import profile
-from tensorslim.explore import space
+from tensorslim.explore import layer_errors, pruning, space
 from tensorslim.explore.evaluate import _Evaluator
 from tensorslim.layers import TTLinear
 
@@ -67,7 +67,7 @@ def test_tt_linear_error_matches_the_layer():
     lin = nn.Linear(24, 12)
     for in_shape, out_shape, r in [((4, 6), (3, 4), 2), ((2, 3, 4), (2, 2, 3), 3), ((6, 4), (4, 3), 12)]:
         ref = TTLinear.from_linear(lin, in_shape, out_shape, r).rel_error
-        assert space.tt_linear_error(lin.weight, in_shape, out_shape, r) == pytest.approx(ref, abs=1e-7)
+        assert layer_errors.tt_linear_error(lin.weight, in_shape, out_shape, r) == pytest.approx(ref, abs=1e-7)
 
 
 def _brute_force_prune(points, dense, max_error):
@@ -85,7 +85,7 @@ def _brute_force_prune(points, dense, max_error):
 def test_prune_matches_brute_force(tiny_dir):
     model = modeldir.load(tiny_dir)
     spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), ["svd", "cp", "tucker2", "tt", "tcl"])
-    report = space.prune(spaces, max_error=0.6)
+    report = pruning.prune(spaces, max_error=0.6)
     for s in spaces:
         a, b, c = _brute_force_prune(s.points, s.dense_cost(), 0.6)
         assert [p.key for p in s.survivors] == [p.key for p in c]
@@ -123,9 +123,9 @@ def test_whole_model_costs_equal_profile_of_the_compressed_model(tiny_dir):
 def test_empty_space_names_the_stage(tiny_dir):
     model = modeldir.load(tiny_dir)
     spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), ["svd"])
-    report = space.prune(spaces, max_error=1e-9)
+    report = pruning.prune(spaces, max_error=1e-9)
     with pytest.raises(space.ExploreError, match=r"stage \(c\).*max_error=1e-09"):
-        space.check_not_empty(spaces, report)
+        pruning.check_not_empty(spaces, report)
     with pytest.raises(space.ExploreError, match="unknown method 'qr'"):
         space.enumerate_space(surgery.candidates(model, (1, 8, 8)), ["qr"])
 
