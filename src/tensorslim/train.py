@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _atomic, modeldir
+from . import _atomic, distributed, modeldir
 from .data import batches
 from .data import user as user_data
 from .errors import TensorSlimError
@@ -182,8 +182,6 @@ def train(
     ``train_set`` (``cfg.batch_size`` is then the per-process batch), the epoch's statistics are summed over
     the processes, every process reads the checkpoint to resume, and only rank 0 writes it.
     """
-    from . import distributed
-
     info = distributed.current()
     cfg = cfg or TrainConfig()
     show_progress = info.is_main and log is not None  # log=None: silent, progress bar or lines included

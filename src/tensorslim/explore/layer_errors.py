@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import _atomic
 from ..errors import DecompositionError
+from ..layers import TTDesignPoint
 from ..methods import LayerContext
 from .space import DesignPoint, convert
 
@@ -33,8 +34,6 @@ def tt_linear_error(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Se
 def tt_linear_errors(weight: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int],
                      ranks: Sequence[int]) -> list[float]:
     """:func:`tt_linear_error` for several ranks of one shape, sharing the first SVD."""
-    from ..layers import TTDesignPoint
-
     shape = TTDesignPoint(tuple(in_shape), tuple(out_shape))
     d = len(out_shape)
     w = weight.detach().to(torch.float64)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import methods as method_registry
+from .. import surgery
 from ..errors import TensorSlimError
 from ..methods import LayerContext
 from ..methods.base import FLOAT_BYTES
@@ -164,6 +165,4 @@ def layer_signature(ctx: LayerContext) -> str:
 
 def convert(ctx: LayerContext, point: DesignPoint) -> nn.Module:
     """Decompose the layer at this design point (the factorized module, initialised from the weights)."""
-    from .. import surgery
-
     return surgery.convert(ctx, point.method, point.rank, point.options)

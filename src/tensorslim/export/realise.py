@@ -30,6 +30,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ import onnx
 import onnxruntime
 from onnx import helper
 
+from .._atomic import write_text
 from ..methods import targets
 from ..records import COMPRESSION_ATTR
 from . import passes as passes_mod
@@ -178,8 +180,6 @@ def _read_cache() -> dict[str, Any]:
 
 
 def _write_cache(data: dict[str, Any]) -> None:
-    from .._atomic import write_text
-
     with contextlib.suppress(OSError):
         _cache_path().parent.mkdir(parents=True, exist_ok=True)
         write_text(_cache_path(), json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -188,8 +188,6 @@ def _write_cache(data: dict[str, Any]) -> None:
 def time_forms(mini: onnx.ModelProto, forms: Sequence[str], block: int, batches: Sequence[int],
                repeats: int, threads: int = 1) -> dict[str, dict[str, float]]:
     """Median ms of each form of a one-chain model per batch size, timed in alternation in 1-thread ORT."""
-    import tempfile
-
     sessions = {}
     with tempfile.TemporaryDirectory(prefix="tensorslim-realise-") as tmp:
         for form in forms:

@@ -32,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from .. import _atomic
+from ..methods import targets
 
 #: ``timer(module, input_shape, *, threads, repeats, warmup) -> milliseconds`` of one batch-1 forward of a layer
 LayerTimer = Callable[..., float]
@@ -64,8 +65,6 @@ def runtime_version(runtime: str = "ort") -> str:
 
 def machine_key(threads: int = 1, *, runtime: str = "ort", target: str | None = None) -> str:
     """``cpu model|N cpus|runtime version|target T|K thread(s)``; ``target`` None: this machine's default."""
-    from ..methods import targets
-
     target = targets.get(target).name
     return f"{cpu_model()}|{os.cpu_count()} cpus|{runtime_version(runtime)}|target {target}|{threads} thread(s)"
 
