@@ -133,3 +133,19 @@ def test_tensor_ring_reaches_explore_end_to_end(tiny_dir, tmp_path):
     assert m["points"] > 0 and m["points"] == m["survivors"] + sum(m["removed"].values())
     tried = json.loads((tmp_path / "o" / "trials.json").read_text())
     assert any("tr" in t["methods"] for t in tried) or "vanished" in m
+
+
+def test_an_unreachable_budget_is_said_after_pruning(tiny_dir, tmp_path):
+    msgs = []
+    with pytest.raises(ExploreError):  # no point meets it: the front is written, the error names the closest
+        explore(tiny_dir, "synthetic", out=tmp_path / "o", budget="params<=0.0001,drop<=100", log=msgs.append,
+                **FAST)
+    saved = json.loads((tmp_path / "o" / "pareto.json").read_text())
+    reach = saved["pruning"]["reachable"]["params"]
+    # by hand: each layer at its cheapest survivor, summed
+    space = json.loads((tmp_path / "o" / "space.json").read_text())
+    base = saved["original"]["params"]
+    by_hand = base - sum(max([lay["dense"]["params"] - p["params"] for p in lay["survivors"]], default=0)
+                         for lay in space["layers"])
+    assert reach == pytest.approx(by_hand / base) and reach > 0.0001
+    assert any("no combination reaches params<=0.0001" in m for m in msgs)

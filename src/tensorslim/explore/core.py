@@ -125,6 +125,16 @@ def _time_per_batch(model, train_set, batch_size: int, lr: float, seed: int, bat
     return (time.perf_counter() - start) / batches
 
 
+def _reachable(base: dict[str, float], spaces) -> dict[str, float]:
+    """The smallest params / MACs / memory any combination of the survivors reaches, as a share of the
+    original's: each layer at its own cheapest survivor (the costs add up over layers)."""
+    out = {}
+    for key in ("params", "macs", "memory"):
+        saved = sum(max((s.dense_cost()[key] - getattr(p, key) for p in s.survivors), default=0) for s in spaces)
+        out[key] = (base[key] - saved) / base[key]
+    return out
+
+
 def _families(choice: dict[str, str]) -> list[str]:
     return sorted({key.split(":")[0] for key in choice.values() if key != "dense"})
 
@@ -205,6 +215,12 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         f"{m} {v['survivors']}/{v['points']}" + (f" (none: {v['vanished']['reason']})" if "vanished" in v else "")
         for m, v in sorted(pruning["methods"].items())))
     ev = _Evaluator(model, spaces, input_shape)
+    reach = _reachable(ev.base, spaces)
+    pruning["reachable"] = reach
+    for key, limit in (cfg.budget.limits if cfg.budget else ()):
+        if key in reach and reach[key] > limit:
+            cfg.log(f"note: after pruning no combination reaches {key}<={limit:g} (the smallest is {reach[key]:.3g} "
+                    f"of the original's); a larger --max-error (now {cfg.max_error:g}) keeps more aggressive points")
     if "latency" in cfg.objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
         lat_cache = LatencyCache(cfg.latency_cache or cfg.out / "cache" / "latency.json", cfg.latency_timer,
                                  repeats=cfg.latency_repeats)
