@@ -21,7 +21,7 @@ from tests.test_cli import run as cli_run
 import tensorslim
 from tensorslim import data
 from tensorslim.export import ExportError, VerificationError, export_pte
-from tensorslim.export import quantize as q
+from tensorslim.export import quantize_pte as q
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                 reason="the tensorslim[edge] extra is not installed")

@@ -8,8 +8,9 @@ One job per module:
 * :mod:`.verify` - ONNX Runtime against PyTorch on random and real inputs (:class:`Check`), and
   :func:`input_batches`, the one adapter for real inputs (tensors, arrays, a Dataset, a DataLoader, batches)
 * :mod:`.quantize` - int8: :func:`quantize_onnx` (ORT static, QDQ, per-channel), :func:`evaluate_onnx` (a file's
-  top-1 accuracy in ORT), :func:`export_int8` (a model directory, measured and recorded in metrics.json); the
-  ``.pte`` path: :func:`quantize_pt2e` (PT2E, XNNPACKQuantizer), :func:`export_pte_int8`, :func:`evaluate_pte`
+  top-1 accuracy in ORT), :func:`export_int8` (a model directory, measured and recorded in metrics.json); with
+  :mod:`.quantize_pte`, the ``.pte`` path: :func:`quantize_pt2e` (PT2E, XNNPACKQuantizer), :func:`export_pte_int8`,
+  :func:`evaluate_pte`; and :mod:`.quantize_common`, what both share (fixed batches, top-1 in a runtime, the record)
 * :mod:`.graph` - :func:`inspect_onnx`, :func:`node_summary` (:class:`GraphInfo`)
 * :mod:`.passes` - graph-rewrite passes on an ``onnx.ModelProto`` (:func:`pad_channels`, :func:`apply_passes`)
 * :mod:`.session` - :func:`ort_session`, the ONNX Runtime CPU session every check and benchmark uses
@@ -35,8 +36,8 @@ _NAMES = {
     "ExportError": "_common", "BenchError": "_common",
     "Check": "verify", "VerificationError": "verify", "input_batches": "verify",
     "quantize_onnx": "quantize", "evaluate_onnx": "quantize", "export_int8": "quantize",
-    "QuantizeResult": "quantize", "Int8Export": "quantize", "evaluate_pte": "quantize",
-    "export_pte_int8": "quantize", "quantize_pt2e": "quantize", "Int8PteExport": "quantize",
+    "QuantizeResult": "quantize", "Int8Export": "quantize", "evaluate_pte": "quantize_pte",
+    "export_pte_int8": "quantize_pte", "quantize_pt2e": "quantize_pte", "Int8PteExport": "quantize_pte",
     "node_summary": "graph", "inspect_onnx": "graph", "GraphInfo": "graph",
     "pad_channels": "passes", "apply_passes": "passes",
     "ort_session": "session", "nchwc_block": "hardware",
@@ -62,17 +63,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .onnx import ExportResult, dataset_inputs, export_onnx, export_target
     from .passes import apply_passes, pad_channels
     from .pte import EdgeUnavailableError, PteResult, export_pte, export_pte_target, lower_program
-    from .quantize import (
-        Int8Export,
-        Int8PteExport,
-        QuantizeResult,
-        evaluate_onnx,
-        evaluate_pte,
-        export_int8,
-        export_pte_int8,
-        quantize_onnx,
-        quantize_pt2e,
-    )
+    from .quantize import Int8Export, QuantizeResult, evaluate_onnx, export_int8, quantize_onnx
+    from .quantize_pte import Int8PteExport, evaluate_pte, export_pte_int8, quantize_pt2e
     from .session import ort_session
     from .verify import Check, VerificationError, input_batches
 

@@ -15,18 +15,15 @@ against PyTorch), quantize with a random sample of the **training** split, measu
 model. The ``.onnx`` file is written under a temporary name and renamed only after it was quantized, run and
 measured, and the record is validated before that; a failure leaves neither the file nor a record behind.
 
-The phone runtime's int8 path is PT2E: :func:`quantize_pt2e` (``torch.export``, ``prepare_pt2e`` with
-ExecuTorch's ``XNNPACKQuantizer``, calibration, ``convert_pt2e``, ``torch.export`` again) and
-:func:`export_pte_int8`, which lowers that program to XNNPACK (:func:`.pte.lower_program`), verifies the
-``.pte`` in ``executorch.runtime`` against the converted (fake-quantized) module within :data:`PTE_RTOL`,
-measures its accuracy there (:func:`evaluate_pte`) and records it like the ONNX file (``format: "pte"``).
+What the two int8 exports share is :mod:`.quantize_common`. The ``.pte`` path (PT2E with XNNPACK's quantizer:
+:func:`quantize_pt2e`, :func:`export_pte_int8`, :func:`evaluate_pte`, :data:`PTE_RTOL`) is :mod:`.quantize_pte`,
+re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -36,16 +33,18 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from torch.utils.data import Dataset
 
-from .. import data, modeldir, records, train
-from .._atomic import atomic_path, write_text
-from ..resolve import open_model
-from . import pte
+from .. import data
+from .._atomic import atomic_path
 from ._common import ExportError, one_line
-from .diagnose import probe
 from .graph import inspect_onnx
 from .onnx import ExportResult, export_onnx, export_target
+from .quantize_common import _add_record, _job, _measured, _top1, _write_record, fixed_batches
+from .quantize_pte import PTE_RTOL as PTE_RTOL
+from .quantize_pte import Int8PteExport as Int8PteExport
+from .quantize_pte import evaluate_pte as evaluate_pte
+from .quantize_pte import export_pte_int8 as export_pte_int8
+from .quantize_pte import quantize_pt2e as quantize_pt2e
 from .session import ort_session
 from .verify import DEFAULT_SAMPLES, VerificationError, compare, input_batches
 
@@ -119,15 +118,6 @@ def calibration_batches(source: Any, path: str | os.PathLike, *, samples: int = 
     xs = input_batches(source, shape, samples=samples, batch_size=fixed or batch_size, seed=seed,
                        what="calibration inputs")
     return [x.numpy() for x in (fixed_batches(xs, fixed) if fixed else xs)]
-
-
-def fixed_batches(xs: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    """The samples of ``xs`` regrouped in batches of exactly ``batch`` (repeated to fill one when there are
-    fewer, the incomplete rest dropped): the inputs of a program or file with a fixed batch."""
-    x = torch.cat(xs)
-    if x.shape[0] < batch:
-        x = x.repeat((-(-batch // x.shape[0]),) + (1,) * (x.ndim - 1))
-    return [c for c in torch.split(x, batch) if c.shape[0] == batch]
 
 
 def _reader(name: str, batches: list[np.ndarray]) -> Any:
@@ -235,55 +225,6 @@ def evaluate_onnx(path: str | os.PathLike, dataset: Any, split: str = "test", *,
     return _top1(path, dataset, split, data_dir, batch_size, fixed, shape, lambda x: sess.run(None, {name: x})[0])
 
 
-def evaluate_pte(path: str | os.PathLike, dataset: Any, split: str = "test", *,
-                 data_dir: str | os.PathLike | None = None, batch_size: int = 256) -> dict[str, Any]:
-    """Top-1 accuracy (percent) of the ExecuTorch program ``path`` (fp32 or int8) in a plain
-    ``executorch.runtime`` session, as :func:`evaluate_onnx` measures an ONNX file: same arguments and result.
-    The program's fixed batch is filled with repeats of a batch's first sample; only real samples count."""
-    method = pte.load_method(path)
-    fixed, shape = pte.method_input(method, path)
-    where = Path(path).name
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return pte.execute(method, torch.from_numpy(x), where, quiet=False)[0].numpy()
-
-    with pte._silenced():  # once around the loop: silencing costs far more than a small program's run
-        return _top1(path, dataset, split, data_dir, batch_size, fixed, shape, run)
-
-
-def _top1(path: str | os.PathLike, dataset: Any, split: str, data_dir: str | os.PathLike | None, batch_size: int,
-          fixed: int | None, shape: tuple[int, ...] | None, run: Callable[[np.ndarray], np.ndarray]
-          ) -> dict[str, Any]:
-    """Top-1 accuracy of ``run`` (a runtime session: float32 ``(n, *shape)`` -> logits) on labelled data, fed in
-    chunks of exactly ``fixed`` samples when the file has a fixed batch."""
-    out: dict[str, Any] = {}
-    if isinstance(dataset, str):
-        out = {"dataset": dataset, "split": split}
-        dataset = data.load(dataset, split, data_dir, augment=False)
-    batches = data.batches(dataset, batch_size) if isinstance(dataset, Dataset) else dataset
-    correct = total = 0
-    for item in batches:
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise ExportError(f"{path}: evaluation needs (x, y) batches, got {type(item).__name__}")
-        x = input_batches(item[0], shape, samples=None, what="evaluation inputs")[0].numpy()
-        y = np.asarray(item[1]).reshape(-1)
-        n = x.shape[0]
-        if y.shape[0] != n:
-            raise ExportError(f"{path}: a batch of {n} inputs has {y.shape[0]} labels")
-        if fixed and n != fixed:  # a fixed-batch file: pad with the first sample, keep the first n predictions
-            x = np.concatenate([x, np.repeat(x[:1], fixed - n % fixed if n % fixed else 0, 0)])
-        logits = np.concatenate([run(c) for c in (np.split(x, x.shape[0] // fixed) if fixed else [x])])[:n]
-        if logits.ndim != 2:
-            raise ExportError(f"{path}: the model's output has shape {logits.shape}, not (batch, classes)")
-        if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):
-            raise ExportError(f"{path}: labels go up to {int(y.max())} but the model has {logits.shape[1]} outputs")
-        correct += int((logits.argmax(1) == y).sum())
-        total += n
-    if not total:
-        raise ExportError(f"{path}: no labelled samples to evaluate on")
-    return {**out, "accuracy": 100.0 * correct / total, "samples": total, "correct": correct}
-
-
 @dataclasses.dataclass
 class Int8Export:
     """The outcome of :func:`export_int8`: the fp32 export, the quantization and both files' measured accuracy."""
@@ -301,57 +242,7 @@ class Int8Export:
         line = (f"{q.path}: {q.file_bytes:,} bytes int8 ({q.size_ratio:.2f}x smaller than fp32 "
                 f"{q.fp32_bytes:,}), calibrated on {q.samples} samples, top-1 agreement with fp32 "
                 f"{100 * q.agreement:.1f} %")
-        if self.accuracy is not None:
-            line += (f"; {self.dataset} {self.split}: int8 {self.accuracy:.2f} %, fp32 {self.fp32_accuracy:.2f} % "
-                     f"({self.accuracy - self.fp32_accuracy:+.2f} pt)")
-        return line
-
-
-@dataclasses.dataclass
-class _Job:
-    """What both int8 exports start from: the destination, the metrics to add the record to (None: no record),
-    the calibration source and the dataset that measures the file."""
-
-    out: Path
-    metrics: dict[str, Any] | None
-    calib_name: str | None
-    source: Any
-    evaluate: str | None
-
-
-def _job(target: str | os.PathLike, out: str | os.PathLike, calibrate: Any, evaluate: str | None, record: bool,
-         data_dir: str | os.PathLike | None, kind: str) -> _Job:
-    out = Path(out)
-    if out.is_dir():
-        raise ExportError(f"{out}: is a directory; give the path of the {kind} file to write")
-    is_dir = modeldir.is_model_dir(target)
-    metrics = modeldir.read_metrics(target) if is_dir and record else None  # a bad metrics.json fails first
-    calib_name = calibrate if isinstance(calibrate, str) else None
-    if evaluate == "auto":
-        evaluate = calib_name or (modeldir.read_meta(target).get("dataset") if is_dir else None)
-    source = data.load(calib_name, "train", data_dir, augment=False) if calib_name else calibrate
-    return _Job(out, metrics, calib_name, source, evaluate)
-
-
-def _add_record(job: _Job, target: str | os.PathLike, dest: Path, *, fmt: str, quantization: dict[str, Any],
-                samples: int, seed: int, split: str, accuracy: float | None) -> dict[str, Any] | None:
-    """The record of the int8 file ``dest`` (still under its temporary name) under ``exports[out's name]`` of
-    ``job.metrics``, validated before anything is written; None when nothing is recorded."""
-    if job.metrics is None:
-        return None
-    entry = {"format": fmt, "int8": True, "path": str(job.out), "bytes": dest.stat().st_size,
-             "sha256": modeldir.sha256_file(dest), "quantization": quantization,
-             "calibration": {"dataset": job.calib_name, "split": "train" if job.calib_name else None,
-                             "samples": samples, "seed": seed},
-             "evaluations": {job.evaluate: {split: round(accuracy, 4)}} if job.evaluate else {}}
-    job.metrics.setdefault("exports", {})[job.out.name] = entry
-    records.parse_metrics(json.loads(json.dumps(job.metrics)), f"{target}/{records.METRICS} (to be written)")
-    return entry
-
-
-def _write_record(job: _Job, target: str | os.PathLike) -> None:
-    if job.metrics is not None:
-        write_text(Path(target) / records.METRICS, json.dumps(job.metrics, indent=2) + "\n")
+        return line + _measured(self.dataset, self.split, self.accuracy, self.fp32_accuracy, "int8", "fp32")
 
 
 def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate: Any, *,
@@ -395,122 +286,3 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
     _write_record(job, target)
     return Int8Export(fp32=fp32, quantized=q, dataset=job.evaluate, split=split, accuracy=accuracy,
                       fp32_accuracy=fp32_accuracy, record=entry)
-
-
-# --- int8 ExecuTorch programs: PT2E with XNNPACK's quantizer -------------------------------------------------
-
-#: The tolerance of an int8 ``.pte`` against the converted (fake-quantized) PyTorch module, on
-#: ``max |executorch - reference| / max |reference|``. The two compute the same quantized network but round
-#: differently: XNNPACK requantizes each layer's int32 accumulator with a fixed-point multiplier, the reference
-#: dequantizes, computes in float32 and rounds again, so an activation near a rounding boundary can land one
-#: int8 step apart, and that step travels on through every later layer to the output. One output step is
-#: (calibrated output range) / 255, about 1/255 to 2/255 of the largest output; a correct program is a few
-#: steps off, more in a deeper network where more flips add up. 10 % allows some 12-25 output steps; a wrong
-#: scale, zero point, layout or weight is off by order 1 (100 %).
-PTE_RTOL = 0.1
-
-
-def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: list[torch.Tensor], *,
-                  per_channel: bool = True) -> tuple[torch.nn.Module, torch.export.ExportedProgram]:
-    """PT2E static int8 quantization of ``model`` for XNNPACK, calibrated on real inputs.
-
-    ``torch.export`` on ``example`` (its batch is the program's fixed batch), ``prepare_pt2e`` with
-    ``XNNPACKQuantizer`` (symmetric int8 weights, one scale per output channel with ``per_channel``; int8
-    activations with observed ranges), every ``calibration`` batch (each of ``example``'s shape) run through the
-    observers, ``convert_pt2e``, and ``torch.export`` again. Returns the converted (fake-quantized) module, the
-    reference the program is verified against, and its exported program, ready for :func:`.pte.lower_program`.
-    """
-    pte.edge()
-    program = pte.export_program(model, example)
-    try:
-        with pte._silenced():
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-                XNNPACKQuantizer,
-                get_symmetric_quantization_config,
-            )
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-            prepared = prepare_pt2e(program.module(), quantizer)
-            with torch.no_grad():
-                for x in calibration:
-                    prepared(x)
-            converted = convert_pt2e(prepared)
-            return converted, torch.export.export(converted, (example,))
-    except ImportError:
-        raise pte.EdgeUnavailableError(pte.EDGE_HINT) from None
-    except Exception as err:  # noqa: BLE001 - the quantizer and torch.export raise many types
-        raise ExportError(f"PT2E quantization (XNNPACKQuantizer) failed: {one_line(err)}") from None
-
-
-@dataclasses.dataclass
-class Int8PteExport:
-    """The outcome of :func:`export_pte_int8`: the lowered program (verified against the fake-quantized module)
-    and its accuracy measured in ``executorch.runtime``."""
-
-    program: pte.PteResult
-    samples: int  # calibration samples
-    dataset: str | None
-    split: str
-    accuracy: float | None  # the .pte file's, measured in executorch.runtime
-    fp32_accuracy: float | None  # the fp32 PyTorch model's, on the same split
-    record: dict[str, Any] | None
-
-    def quantization(self) -> dict[str, Any]:
-        return {"tool": "torchao.pt2e", "quantizer": "XNNPACKQuantizer", "weights": "int8", "activations": "int8",
-                "per_channel": True, "batch": self.program.batch}
-
-    def summary(self) -> str:
-        line = f"{self.program.summary()}; int8, calibrated on {self.samples} samples"
-        if self.accuracy is not None:
-            line += (f"; {self.dataset} {self.split}: int8 .pte {self.accuracy:.2f} %, fp32 PyTorch "
-                     f"{self.fp32_accuracy:.2f} % ({self.accuracy - self.fp32_accuracy:+.2f} pt)")
-        return line
-
-
-def export_pte_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate: Any, *,
-                    samples: int = DEFAULT_SAMPLES, evaluate: str | None = "auto", split: str = "test",
-                    data_dir: str | os.PathLike | None = None, input_shape: Any = None, weights: str | None = None,
-                    batch: int = 1, rtol: float = PTE_RTOL, verify_samples: int = 64, seed: int = 0,
-                    record: bool = True, log: Callable[[str], None] | None = None) -> Int8PteExport:
-    """Export ``target`` (a model directory or name) to an int8 ExecuTorch program ``out`` (XNNPACK) and measure
-    its accuracy in ``executorch.runtime``.
-
-    :func:`quantize_pt2e` on ``samples`` calibration images (``calibrate``, ``evaluate``, ``split``, ``record``
-    as in :func:`export_int8`), :func:`.pte.lower_program` at the fixed ``batch``, verified against the converted
-    module on random inputs and ``verify_samples`` of the calibration images within ``rtol`` (:data:`PTE_RTOL`),
-    then :func:`evaluate_pte` on the file. The file is renamed into place, and the record written to
-    ``metrics.json`` (``exports[out's name]``, ``format: "pte"``), only after all of that passed.
-    """
-    log = log or (lambda _msg: None)
-    pte.edge()
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ExportError(f"batch must be a positive integer (ExecuTorch programs have a fixed batch), got {batch!r}")
-    job = _job(target, out, calibrate, evaluate, record, data_dir, ".pte")
-    model, shape = open_model(str(target), input_shape=tuple(input_shape) if input_shape else None, weights=weights)
-    xs = input_batches(job.source, tuple(shape), samples=samples, batch_size=int(batch), seed=seed,
-                       what="calibration inputs")
-    n_calib = sum(len(x) for x in xs)
-    model.eval()
-    example = torch.randn((int(batch), *shape), generator=torch.Generator().manual_seed(seed + 1))
-    probe(model, example)
-    log(f"quantizing {target} with PT2E (XNNPACKQuantizer, per-channel int8 weights) on {n_calib} calibration "
-        "samples")
-    converted, program = quantize_pt2e(model, example, fixed_batches(xs, int(batch)))
-    with atomic_path(job.out) as dest:
-        log(f"lowering to XNNPACK and verifying against the quantized PyTorch module (rtol {rtol:g})")
-        result = pte.lower_program(program, dest, reference=converted, inputs=torch.cat(xs)[:verify_samples],
-                                   rtol=rtol, seed=seed)
-        accuracy = fp32_accuracy = None
-        if job.evaluate:
-            log(f"measuring the .pte on {job.evaluate} {split} in executorch.runtime")
-            test = data.load(job.evaluate, split, data_dir, augment=False)
-            accuracy = evaluate_pte(dest, test)["accuracy"]
-            fp32_accuracy = train.evaluate(model, test)["accuracy"]
-        done = Int8PteExport(program=result, samples=n_calib, dataset=job.evaluate, split=split, accuracy=accuracy,
-                             fp32_accuracy=fp32_accuracy, record=None)
-        done.record = _add_record(job, target, dest, fmt="pte", quantization=done.quantization(), samples=n_calib,
-                                  seed=seed, split=split, accuracy=accuracy)
-    result.path = job.out
-    _write_record(job, target)
-    return done
