@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from tensorslim.export import benchmark, export_onnx  # noqa: E402
 from tensorslim.report import write_report  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+THREADS = os.environ.get("OMP_NUM_THREADS", "(unset)")  # as the command ran, for the recorded command
 MODELS = ROOT / "benchmarks" / "models"
 BASELINE = MODELS / "convnet-wide-fashion-mnist"
 FINETUNE_BUDGET = MODELS / "convnet-wide-budget-p01"
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--time-budget", default="55m")
+    ap.add_argument("--max-error", type=float, default=0.8, help="pruning's largest layer output error kept")
     ap.add_argument("--repeats", type=int, default=200)
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         explore(BASELINE, "fashion-mnist", out=args.out, budget=args.budget, max_evals=args.max_evals,
                          low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                          lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
+                         max_error=args.max_error,
                          log=lambda m: print(m, flush=True))
     except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
         error = str(err).splitlines()[0]
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     beats = [p["id"] for p in pareto["points"] if p["accuracy"] >= rows["finetune-budget"]["test_accuracy"] - 0.05
              and (p["params"] < rows["finetune-budget"]["params"] or p["macs"] < rows["finetune-budget"]["macs"])]
     doc = {"benchmark": "explore-budget", "baseline": str(BASELINE.relative_to(ROOT)), "budget": args.budget,
-           "command": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_explore_budget.py "
+           "command": f"OMP_NUM_THREADS={THREADS} .venv/bin/python benchmarks/bench_explore_budget.py "
                       + " ".join(argv or sys.argv[1:]),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "explore_error": error, "minutes": round(minutes, 1), "search": pareto["search"],
@@ -128,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
            "rows": rows, "goal": goal, "met": met, "front": front,
            "front_points_beating_finetune_budget": beats,
            "recipe": {"finetune-budget": "finetune --budget params=0.1 --distill --epochs 10 --lr 0.02",
-                      "explore": f"explore full fidelity: {args.finetune_batches} batches of {args.batch_size}, "
-                                 f"distilled, lr {args.lr}, cosine"}}
+                      "explore": f"explore full fidelity: {args.finetune_batches} batches of {args.batch_size} "
+                                 f"({args.finetune_batches * args.batch_size / 54000:.1f} epochs), distilled, "
+                                 f"lr {args.lr}, cosine"}}
     (RESULTS / "explore-budget.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"{'model':<16} {'params':>8} {'x':>6} {'MACs':>10} {'x':>5} {'test %':>7} {'drop':>6} {'ORT b1':>7}")
     for name, r in rows.items():

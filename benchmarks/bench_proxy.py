@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import sys
 import time
@@ -44,6 +45,7 @@ from tensorslim.explore.space import enumerate_space  # noqa: E402
 from tensorslim.train import TrainConfig, evaluate, train  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+THREADS = os.environ.get("OMP_NUM_THREADS", "(unset)")  # as the command ran, for the recorded command
 BASELINE = ROOT / "benchmarks" / "models" / "convnet-fashion-mnist"
 PROXIES = ("weight_error", "output_error", "logit_error", "zero_shot", "short_ft")
 LOWER_IS_BETTER = {"weight_error", "output_error", "logit_error"}
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         ROOT) else str(args.baseline), "dataset": dataset, "settings": {k: (str(v) if isinstance(v, Path) else v)
                                                                        for k, v in vars(args).items()},
            "target": "test accuracy after the final fine-tuning (distillation, cosine, lr 0.01)",
-           "command": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_proxy.py " + " ".join(argv or sys.argv[1:]),
+           "command": f"OMP_NUM_THREADS={THREADS} .venv/bin/python benchmarks/bench_proxy.py "
+                      + " ".join(argv or sys.argv[1:]),
            "correlations": corr, "family_bias": bias, "points": rows,
            "minutes": round((time.perf_counter() - start) / 60, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

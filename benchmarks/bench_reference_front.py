@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ from tensorslim.study.pareto import hypervolume  # noqa: E402
 from tensorslim.train import TrainConfig, evaluate, train  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+THREADS = os.environ.get("OMP_NUM_THREADS", "(unset)")  # as the command ran, for the recorded command
 BASELINE = ROOT / "benchmarks" / "models" / "convnet-fashion-mnist"
 REFERENCE = (1.1, 1.1, 1.1)
 
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(tuned) >= 3 else None
     base_acc = evaluate(base, test_set)["accuracy"]
     doc = {"benchmark": "reference-front", "baseline": str(args.baseline.relative_to(ROOT)), "dataset": dataset,
-           "command": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_reference_front.py "
+           "command": f"OMP_NUM_THREADS={THREADS} .venv/bin/python benchmarks/bench_reference_front.py "
                       + " ".join(argv or sys.argv[1:]),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "grid": {"combinations": len(idx), "layers": [s.name for s, _ in layers], "choices": sizes,
