@@ -9,14 +9,9 @@ decomposition and training differs.
 
 Training budget (so that schedules compare at EQUAL total epochs)
 ----------------------------------------------------------------
-``epochs`` (a float) is the TOTAL fine-tuning budget, counted in optimizer steps:
-``S = round(epochs × steps_per_epoch)`` with ``steps_per_epoch = ceil(N_train / batch_size)`` (capped by
-``max_batches``). A schedule has n steps; step k gets ``S // n`` optimizer steps (the first ``S mod n`` steps
-one more). A phase of s optimizer steps runs :func:`tensorslim.train.train` with
-``epochs_k = ceil(s / steps_per_epoch)`` and ``max_batches = ceil(s / epochs_k)`` (so at most epochs_k − 1
-extra steps from rounding; the record lists the exact count), a fresh cosine learning-rate schedule, and the
-seed ``seed + 1009·k`` (+1 for a factors phase) so that truncated epochs see different batches.
-Every phase restarts the optimizer (momentum) and the cosine schedule, as separate fine-tunings do.
+``epochs`` (a float) is the TOTAL fine-tuning budget, counted in optimizer steps and split as evenly as possible
+over the schedule's steps; every phase runs :func:`tensorslim.train.train` with a fresh cosine learning-rate
+schedule and restarts the optimizer (momentum), as separate fine-tunings do (the arithmetic: :mod:`.phases`).
 
 Schedules
 ---------
@@ -73,48 +68,39 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from .. import _atomic, data, modeldir
+from .. import data, modeldir
 from .. import distributed as D
 from .. import plan as plan_mod
 from ..cost import profile
 from ..data import user as user_data
-from ..errors import TensorSlimError
-from ..study.latency import LatencyCache, default_cache_path
 from ..surgery import candidates, compress, compress_with_report
 from ..train import TrainConfig, _num_batches, evaluate
 from ..train import train as trainer
-from .sensitivity import (
-    DEFAULT_GRID,
-    allocate,
-    allocate_for_latency,
-    layer_drops,
-    measure_latency,
-    parse_budget,
-    sensitivity,
-    single_layer_rule,
+from .allocation import allocate, parse_budget, single_layer_rule
+from .phases import _groups, phase_shape, plan_phases, split_steps
+from .rundir import LATENCY as LATENCY
+from .rundir import (
+    PROGRESS,
+    RECORD,
+    SENSITIVITY,
+    STEPS_DIR,
+    FinetuneError,
+    _jsonify,
+    _latency_plan,
+    _temporary,
+    _write_progress,
 )
+from .sensitivity import DEFAULT_GRID, layer_drops, sensitivity
 
 SCHEDULES = ("one-shot", "iterative", "hybrid-conv-iterative", "hybrid-factors-first")
 ORDERS = ("forward", "backward", "sensitivity")
-PROGRESS = "progress.json"
-RECORD = "finetune.json"
-SENSITIVITY = "sensitivity.json"
-LATENCY = "latency.json"  # in steps/: the latency allocation of this run
-STEPS_DIR = "steps"
 FINETUNE_LR = {"sgd": 0.01, "adamw": 5e-4}
-
-
-class FinetuneError(TensorSlimError):
-    """Bad arguments or an output directory that does not belong to this run."""
-
 
 @dataclasses.dataclass
 class FinetuneResult:
@@ -185,41 +171,6 @@ def resolve_plan(model: nn.Module, plan, input_shape: tuple[int, ...]) -> tuple[
     return compressed, rules, report.skipped
 
 
-def _groups(schedule: str, ordered: list[dict], kinds: dict[str, str]) -> list[list[dict]]:
-    if schedule == "one-shot":
-        return [ordered]
-    if schedule in ("iterative", "hybrid-factors-first"):
-        return [[r] for r in ordered]
-    convs = [[r] for r in ordered if kinds[r["layers"]] == "conv"]
-    fcs = [r for r in ordered if kinds[r["layers"]] != "conv"]
-    return convs + ([fcs] if fcs else [])
-
-
-def split_steps(total: int, n: int) -> list[int]:
-    """``total`` optimizer steps over n schedule steps as evenly as possible (first ones get the remainder)."""
-    return [total // n + (1 if k < total % n else 0) for k in range(n)]
-
-
-def phase_shape(steps: int, steps_per_epoch: int) -> tuple[int, int]:
-    """(epochs, max_batches) for a phase of ``steps`` optimizer steps: epochs × max_batches ≥ steps, minimal."""
-    epochs = math.ceil(steps / steps_per_epoch)
-    return epochs, math.ceil(steps / epochs)
-
-
-def plan_phases(schedule: str, n_steps: int, total_steps: int, steps_per_epoch: int,
-                factor_fraction: float) -> list[list[dict[str, int | str]]]:
-    """Per schedule step, its training phases: ``{"kind": "factors"|"all", "steps", "epochs", "max_batches"}``."""
-    out = []
-    for s in split_steps(total_steps, n_steps):
-        phases = []
-        f = round(factor_fraction * s) if schedule == "hybrid-factors-first" else 0
-        for kind, k in (("factors", f), ("all", s - f)):
-            if k > 0:
-                e, mb = phase_shape(k, steps_per_epoch)
-                phases.append({"kind": kind, "steps": k, "epochs": e, "max_batches": mb,
-                               "optimizer_steps": e * mb})
-        out.append(phases)
-    return out
 
 
 def finetune(
@@ -450,36 +401,6 @@ def finetune(
     return FinetuneResult(model, out, _jsonify(record))
 
 
-def _latency_plan(original, budget, sens_table, input_shape, out, info, log, *, timer, model_latency, cache_path,
-                  repeats) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The latency allocation (plan, record), made once per run: on rank 0, kept in ``steps/latency.json``."""
-
-    stored = out / STEPS_DIR / LATENCY if out is not None else None
-    if stored is None and info.active:
-        raise FinetuneError("a latency budget under torchrun needs out= (the processes share the allocation there)")
-    if stored is not None and stored.is_file():
-        saved = json.loads(stored.read_text())
-        if saved.get("budget") == _jsonify(budget):
-            log(f"latency allocation: reusing {stored}")
-            return saved["plan"], saved["record"]
-    if info.is_main:
-        cache = LatencyCache(cache_path or default_cache_path(), timer, repeats=repeats)
-        try:
-            measure_latency(original, sens_table, cache, input_shape=input_shape, log=log)
-        finally:
-            cache.save()  # also when interrupted: a rerun reuses the measurements made so far
-        plan, rec = allocate_for_latency(original, budget, sens_table, model_latency=model_latency,
-                                         input_shape=input_shape, log=log)
-        if stored is not None:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            _atomic.write_text(stored, json.dumps(_jsonify({"budget": budget, "plan": plan, "record": rec}),
-                                                  indent=1) + "\n")
-    D.barrier()
-    if not info.is_main:
-        saved = json.loads(stored.read_text())
-        plan, rec = saved["plan"], saved["record"]
-    return plan, rec
-
 
 def _candidates(model, input_shape):
     return candidates(model, input_shape)
@@ -492,20 +413,6 @@ def _compress(model: nn.Module, rules: list[dict], input_shape: tuple[int, ...])
             setattr(new, attr, getattr(model, attr))
     return new
 
-
-def _temporary(name: str) -> bool:
-    """A temporary of an atomic write (``.name.host-pid.xxx.tmp``), e.g. left by a killed run."""
-    return name.startswith(".") and name.endswith(".tmp")
-
-
-def _write_progress(out: Path, settings: dict, steps: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic.write_text(out / PROGRESS, json.dumps(_jsonify({"settings": settings, "steps": steps}), indent=1) + "\n")
-
-
-def _jsonify(obj: Any) -> Any:
-    """A JSON round trip (tuples → lists, numbers normalised), so that stored and fresh settings compare."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if isinstance(o, torch.Tensor) else str(o)))
 
 
 __all__ = ["ORDERS", "SCHEDULES", "FinetuneError", "FinetuneResult", "finetune", "make_config", "phase_shape",
