@@ -572,11 +572,15 @@ def render_explore_budget(results: Path | None = None) -> str:
     d = load("explore-budget.json", results)
     rows = []
     for name, r in d["rows"].items():
-        rows.append([name + (f" ({r['id']}: {'+'.join(r['methods'])})" if "id" in r else ""), f"{r['params']:,}",
+        label = name + (f" ({'+'.join(r['methods'])})" if "methods" in r else "")
+        if name == d.get("judged"):
+            label += ", judged against the goals"
+        rows.append([label, f"{r['params']:,}",
                      f"{r['params_reduction']:.2f}×", f"{r['macs']:,}", f"{r['macs_reduction']:.2f}×",
                      pct(r["test_accuracy"]), f"{-r['drop']:+.2f} pt", f"{r['speedup_b1']:.2f}×"])
     met = ", ".join(f"{k} {'met' if v else 'not met'}" for k, v in d["met"].items())
-    return (source_line(d["command"], "explore-budget.json")
+    return (source_line(d["command"], "explore-budget.json",
+                        also=f"; rows re-measured with `{d['rows_command']}`" if d.get("rows_command") else "")
             + f"\nBudget `{d['budget']}` on `{d['baseline']}`; explore took {d['minutes']} min on 2 cores "
             f"(estimate printed before the search: {d['search']['estimate_s']['total_s'] / 60:.1f} min). Recipes: "
             + "; ".join(f"{k}: {v}" for k, v in d["recipe"].items())
