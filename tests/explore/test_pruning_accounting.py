@@ -13,15 +13,19 @@ from tensorslim.explore import layer_errors, pruning, space
 METHODS = ["svd", "cp", "tucker2", "tt", "tcl"]
 
 
-@pytest.fixture(scope="module")
-def calibrated(tiny_dir):
+def _pruned(tiny_dir, images: int, max_error: float):
+    """The tiny model's design space pruned on the activations of its first ``images`` training images."""
     model = modeldir.load(tiny_dir).eval()
     train = data.load("synthetic", "train", **SYNTH)
-    x = torch.stack([train[i][0] for i in range(64)])
+    x = torch.stack([train[i][0] for i in range(images)])
     spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), METHODS)
     inputs = layer_errors.capture_inputs(model, [s.name for s in spaces], x)
-    report = pruning.prune(spaces, max_error=0.6, calibration=inputs)
-    return model, x, spaces, report
+    return model, x, spaces, pruning.prune(spaces, max_error=max_error, calibration=inputs)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_dir):
+    return _pruned(tiny_dir, 64, 0.6)
 
 
 def _front(points, err):
@@ -87,12 +91,7 @@ def test_every_point_is_accounted_for_per_method(calibrated):
 
 
 def test_a_method_that_vanishes_is_named_with_its_stage(tiny_dir):
-    model = modeldir.load(tiny_dir).eval()
-    train = data.load("synthetic", "train", **SYNTH)
-    x = torch.stack([train[i][0] for i in range(32)])
-    spaces = space.enumerate_space(surgery.candidates(model, (1, 8, 8)), METHODS)
-    inputs = layer_errors.capture_inputs(model, [s.name for s in spaces], x)
-    report = pruning.prune(spaces, max_error=1e-9, calibration=inputs)
+    _, _, spaces, report = _pruned(tiny_dir, 32, 1e-9)
     assert report["methods"] and all(m["survivors"] == 0 for m in report["methods"].values())
     for label, m in report["methods"].items():
         stage = m["vanished"]["stage"]
