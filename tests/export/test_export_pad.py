@@ -191,3 +191,24 @@ def test_export_takes_the_target_the_model_was_compressed_for(tmp_path):
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert {p.key: p.value for p in proto.metadata_props}["tensorslim.target"] == "none"
     assert conv_weights(proto)[0][0] == 7  # not padded: the target has no padding pass
+
+
+def test_compact_names_is_exact_keeps_the_io_names_and_leaves_the_model_alone(tmp_path):
+    net = nn.Sequential(CPConv2d(8, 6, 3, 5, padding=1), nn.ReLU(), Tucker2Conv2d(6, 4, 3, (3, 2), padding=1))
+    path = tmp_path / "net.onnx"
+    export_onnx(net, path, (8, 10, 10), passes=[])
+    proto = onnx.load(str(path))
+    before = proto.SerializeToString()
+    short = passes.compact_names(proto)
+    assert proto.SerializeToString() == before  # pure
+    g, io = short.graph, {v.name for v in proto.graph.input} | {v.name for v in proto.graph.output}
+    assert {v.name for v in g.input} | {v.name for v in g.output} == io
+    inner = {t for n in g.node for t in [*n.input, *n.output] if t and t not in io} | {t.name for t in g.initializer}
+    assert inner and all(t[0] == "t" and t[1:].isdigit() for t in inner)
+    assert [n.name for n in g.node] == [f"n{i}" for i in range(len(g.node))]
+    assert [n.op_type for n in g.node] == [n.op_type for n in proto.graph.node]
+    assert len(short.SerializeToString()) < len(before)
+    x = np.random.default_rng(0).standard_normal((2, 8, 10, 10)).astype(np.float32)
+    assert np.array_equal(run(short, x), run(proto, x))  # same nodes on the same tensors: bit for bit
+    assert np.allclose(run(short, x), net(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert apply_passes(proto, ["compact_names"]).SerializeToString() == short.SerializeToString()

@@ -83,6 +83,8 @@ def test_int8_file_has_qdq_nodes_and_per_channel_weight_scales(int8_file, fp32_f
         axis = [a.i for a in node.attribute if a.name == "axis"]
         assert axis in ([], [0])
     assert path.stat().st_size < fp32_file.stat().st_size / 2.5  # 4-byte weights became 1-byte ones
+    io = {v.name for v in proto.graph.input} | {v.name for v in proto.graph.output}
+    assert all(len(t.name) <= 4 for t in proto.graph.initializer) and io == {"input", "output"}  # compact_names
     assert result.file_bytes == path.stat().st_size and result.samples == 128
 
 

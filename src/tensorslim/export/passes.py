@@ -2,7 +2,8 @@
 
 A pass never changes the model it is given: it returns a rewritten copy (the copy is returned even when there
 was nothing to rewrite), so the same pass can rewrite an exported file before it is written or a model held
-in memory for an ONNX Runtime session. Passes are registered by name in :data:`PASSES`;
+in memory for an ONNX Runtime session. Passes are registered by name in :data:`PASSES` (``compact_names`` is in
+:mod:`.compact`);
 :func:`apply_passes` runs several in order.
 
 ``pad_channels``: zero-pad the ranks of factorized convolutions
@@ -32,6 +33,7 @@ layout only when its channel counts are multiples of the CPU's block (16 with AV
 :func:`tensorslim.export.hardware.nchwc_block`). A rank that is not one sends the depthwise and the last conv
 back to plain NCHW kernels, with layout reorders in between; padded, the whole chain stays in the blocked
 layout, which is faster although it computes on more channels (``benchmarks/bench_layers.py`` times both).
+
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import onnx
 from onnx import numpy_helper
 
 from ._common import ExportError
+from .compact import compact_names
 from .hardware import nchwc_block
 
 
@@ -355,7 +358,7 @@ def cp_chain_macs(chain: CPChain, form: str, out_hw: tuple[int, int], in_hw: tup
 Pass = Callable[..., onnx.ModelProto]
 
 #: The graph-rewrite passes by name; each is ``fn(model, **options) -> new model`` and leaves ``model`` as is.
-PASSES: dict[str, Pass] = {"pad_channels": pad_channels, "realise_cp": realise_cp}
+PASSES: dict[str, Pass] = {"pad_channels": pad_channels, "realise_cp": realise_cp, "compact_names": compact_names}
 
 
 def get_pass(name: str) -> Pass:
