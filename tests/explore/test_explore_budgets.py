@@ -149,3 +149,16 @@ def test_an_unreachable_budget_is_said_after_pruning(tiny_dir, tmp_path):
                          for lay in space["layers"])
     assert reach == pytest.approx(by_hand / base) and reach > 0.0001
     assert any("no combination reaches params<=0.0001" in m for m in msgs)
+
+
+def test_a_target_is_recorded_in_the_front_and_in_every_saved_model(tiny_dir, tmp_path):
+    from tensorslim import modeldir
+    from tensorslim.export.realise import model_target
+
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", log=None, target="xnnpack-arm",
+                  **{**FAST, "max_evals": 6, "full_evals": 2})
+    assert res.pareto["target"] == "xnnpack-arm" and res.pareto["points"]
+    for p in res.pareto["points"]:
+        assert model_target(modeldir.load(tmp_path / "o" / p["path"])) == "xnnpack-arm"
+    with pytest.raises(ExploreError, match="unknown target 'riscv'"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "bad", log=None, target="riscv", **FAST)

@@ -140,3 +140,23 @@ def test_tt_conv_costs_equal_the_built_layer():
     for p in pts:
         layer = TTConv2d(p.options["in_shape"], p.options["out_shape"], 3, p.rank, stride=2, padding=1)
         assert (p.params, p.macs) == (layer.params(), layer.macs((4, 7, 7)))
+
+
+def test_a_targets_multiple_rounds_every_channel_rank_within_the_dense_cost():
+    conv, fc = _ctx(nn.Conv2d(32, 64, 3, padding=1), (32, 8, 8)), _ctx(nn.Linear(4096, 40), (4096,))
+    for ctx in (conv, fc):
+        plain = space.layer_points(ctx, ["svd", "cp", "tucker2"])
+        rounded = space.layer_points(ctx, ["svd", "cp", "tucker2"], multiple=8)
+        assert rounded and len({p.key for p in rounded}) == len(rounded)
+        entries = lambda pts: [r for p in pts for r in (p.rank if isinstance(p.rank, list) else [p.rank])]  # noqa: E731
+        assert any(r % 8 for r in entries(plain))  # the grids' own ranks are not all multiples of 8
+        assert all(r % 8 == 0 for r in entries(rounded))  # every layer here is wider than 8
+        for p in rounded:  # a rank that rounding moved never makes a layer larger than the dense one
+            if p.key not in {q.key for q in plain}:
+                assert p.params <= ctx.dense_params and p.macs <= ctx.dense_macs
+    for p in space.layer_points(fc, ["svd"], multiple=8):  # hand counts hold for the rounded ranks
+        assert p.params == p.rank * (4096 + 40) + 40 and p.macs == p.rank * (4096 + 40)
+    assert sorted(p.rank for p in space.layer_points(fc, ["svd"], multiple=8)) == [8, 16, 24, 32, 40]
+    narrow = _ctx(nn.Linear(12, 6), (12,))  # no multiple of 8 fits under the dense layer: ranks stay
+    assert ([p.key for p in space.layer_points(narrow, ["svd"], multiple=8)]
+            == [p.key for p in space.layer_points(narrow, ["svd"])])

@@ -190,3 +190,39 @@ def test_budget_goes_through_sensitivity_and_allocation(base_dir, base, sets, tm
     assert res.record["plan"]["rules"] == plan["rules"]
     assert json.loads((out / "sensitivity.json").read_text())["layers"] == table["layers"]
     assert profile(res.model, (1, 28, 28)).total.params <= 0.5 * profile(base, (1, 28, 28)).total.params
+
+
+def _svd_points(table) -> list[tuple[int, int, float, int]]:
+    """(in, out, ratio, rank) of every SVD point of a sensitivity table (lenet5's Linear layers)."""
+    dims = {"classifier.fc1": (400, 120), "classifier.fc2": (120, 84), "classifier.fc3": (84, 10)}
+    return [(*dims[name], p["ratio"], p["rank"]) for name, e in table["layers"].items() if name in dims
+            for p in e["points"] if p["method"] == "svd"]
+
+
+def test_a_target_rounds_the_budget_ranks_and_is_recorded_in_the_model(base_dir, tmp_path):
+    from tensorslim.export.realise import model_target
+
+    runs = {}
+    for target in ("xnnpack-arm", "none"):
+        out = tmp_path / target
+        runs[target] = finetune(base_dir, "synthetic", budget="params<=0.5", sensitivity_methods=["svd"],
+                                rank_grid=(0.1, 0.3), sensitivity_samples=60, epochs=0, out=out,
+                                evaluate_test=False, target=target, **FAST)
+        table = json.loads((out / "sensitivity.json").read_text())
+        assert table["target"] == target
+        assert model_target(modeldir.load(out)) == target  # what export reads
+        assert runs[target].record["settings"]["target"] == target
+    arm = _svd_points(json.loads((tmp_path / "xnnpack-arm" / "sensitivity.json").read_text()))
+    plain = _svd_points(json.loads((tmp_path / "none" / "sensitivity.json").read_text()))
+    assert arm and plain
+    for i, o, ratio, rank in arm:  # a multiple of 8, unless no multiple of 8 fits the ratio (hand count)
+        assert rank % 8 == 0 or 8 * (i + o) + o > ratio * (i * o + o), (i, o, ratio, rank)
+    assert any(rank % 8 for *_, rank in plain)  # without a target the rule's own ranks: some are off
+    table = json.loads((tmp_path / "xnnpack-arm" / "sensitivity.json").read_text())
+    chosen = [(r["layers"], r["rank"]) for r in runs["xnnpack-arm"].record["plan"]["rules"]]
+    assert chosen and all(rank in [p["rank"] for p in table["layers"][name]["points"]] for name, rank in chosen)
+
+
+def test_an_unknown_target_is_a_one_line_error(base_dir, tmp_path):
+    with pytest.raises(FinetuneError, match="unknown target 'riscv'"):
+        finetune(base_dir, "synthetic", plan=PLAN, epochs=0, out=tmp_path / "t", target="riscv", **FAST)

@@ -85,18 +85,22 @@ def _low_fidelity(text: str) -> str | int:
               help="training images whose activations judge each design point (0: judge by weight error)")
 @click.option("--time-budget", default=None,
               help="stop searching after this long (e.g. 30m, 2h, 90s) and write the front found so far")
+@click.option("--target", type=click.Choice(method_registry.targets.names()), default=None,
+              help="deployment target whose channel multiple every point's ranks are rounded to (ort-x86 16, "
+                   "xnnpack-arm 8, none); recorded in the saved models for export (default: the grids' ranks)")
 @click.option("--sampler", type=click.Choice(["nsga2", "tpe"]), default="nsga2", show_default=True)
 @click.option("--budget", default=None, help="e.g. macs<=0.25,params<=0.1,drop<=0.5: pick one Pareto point")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="output directory")
 def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_evals, finetune_batches,
-                distill, low_fidelity, val_samples, max_factors, max_error, calibration, time_budget, sampler, budget,
-                storage, seed, out) -> None:
+                distill, low_fidelity, val_samples, max_factors, max_error, calibration, time_budget, target, sampler,
+                budget, storage, seed, out) -> None:
     """Explore methods × ranks × TT shapes of a model directory; save its Pareto set."""
     result = explore(path, dataset, out=out, methods=_csv(methods), objectives=_csv(objectives),
                      max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
                      max_factors=max_factors, max_error=max_error, calibration=calibration, time_budget=time_budget,
+                     target=target,
                      low_fidelity=_low_fidelity(low_fidelity),
                      val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches, distill=distill,
                      data_dir=data_dir, latency_timer=ort_layer_ms, model_latency=ort_model_latency,

@@ -13,6 +13,7 @@ import click
 from .. import distributed, modeldir
 from ..finetune.schedules import ORDERS, SCHEDULES, finetune
 from ..finetune.sensitivity import parse_budget
+from ..methods import targets
 from ..study.budget import BudgetError
 from ..study.budget import parse_budget as read_budget
 from ._common import build_plan, plan_options
@@ -38,6 +39,11 @@ from ._common import build_plan, plan_options
                    "$TENSORSLIM_CACHE_DIR/latency.json, ~/.cache/tensorslim).")
 @click.option("--methods", default="svd,tucker2", show_default=True,
               help="With --budget: methods the sensitivity scan tries (comma-separated).")
+@click.option("--target", type=click.Choice(targets.names()), default=None,
+              help="The deployment target whose channel multiple the ranks are rounded to (ort-x86 16, "
+                   "xnnpack-arm 8, none: no rounding): the budget's sensitivity grid or the plan's rules; recorded "
+                   "in model.json, so that export applies its passes. Default: the plan file's target, else this "
+                   "machine's.")
 @click.option("--sensitivity-samples", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--factor-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
               help="hybrid-factors-first: share of each step spent on the new factors alone.")
@@ -52,8 +58,8 @@ from ._common import build_plan, plan_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan_file, method, rank, ratio,
                  macs_ratio, energy, vbmf, weakened, layers, exclude, algorithm, form, budget, methods,
-                 latency_cache, sensitivity_samples, factor_fraction, batch_size, optimizer, lr, weight_decay, seed,
-                 max_batches, out, as_json) -> None:
+                 latency_cache, target, sensitivity_samples, factor_fraction, batch_size, optimizer, lr,
+                 weight_decay, seed, max_batches, out, as_json) -> None:
     """Compress the model directory PATH (by a plan or a budget) and fine-tune it with a schedule into OUT."""
     plan = build_plan(plan_file, method, rank, ratio, macs_ratio, energy, vbmf, weakened, layers, exclude,
                       algorithm, form, budget)
@@ -63,7 +69,7 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
     try:
         _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
              sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json,
-             latency_cache)
+             latency_cache, target)
     finally:
         if started and info.active:
             distributed.shutdown()
@@ -71,7 +77,7 @@ def finetune_cmd(path, dataset, data_dir, schedule, epochs, distill, order, plan
 
 def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, data_dir, factor_fraction,
          sensitivity_samples, methods, batch_size, optimizer, lr, weight_decay, seed, max_batches, as_json,
-         latency_cache=None) -> None:
+         latency_cache=None, target=None) -> None:
     parsed = parse_budget(budget) if budget else None
     timers = {}
     if parsed and "latency" in parsed:  # ONNX Runtime timers from the stage above finetune
@@ -91,6 +97,6 @@ def _run(path, dataset, plan, budget, schedule, epochs, distill, order, out, dat
         sensitivity_samples=sensitivity_samples,
         sensitivity_methods=[m.strip() for m in methods.split(",") if m.strip()],
         batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
-        max_batches=max_batches, log=None if as_json else click.echo, **timers)
+        max_batches=max_batches, log=None if as_json else click.echo, target=target, **timers)
     if as_json and distributed.is_main():
         click.echo(json.dumps(result.record, indent=1))

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import TensorSlimError
+from ..methods import targets
 from ..study.pareto import Objective
 from ..study.progress import parse_duration
 from .latency import LayerTimer, ModelLatency
@@ -56,6 +58,9 @@ class ExploreConfig:
     images whose activations judge each design point in pruning by its layer's output error (0: judged by the
     weight error);
     ``time_budget`` ("30m", "2h", seconds): stop searching when it is spent and write the front found so far;
+    ``target`` (:mod:`tensorslim.methods.targets`: ``ort-x86``, ``xnnpack-arm``, ...): the deployment target whose
+    channel multiple every design point's channel ranks are rounded to, recorded in each saved model so that
+    ``export`` applies its passes (None: the grids' own ranks, and the machine's default target at export);
     output: ``plots``, ``report`` (a :data:`ReportWriter`), ``log`` (None: silent).
     """
 
@@ -85,6 +90,7 @@ class ExploreConfig:
     model_latency: ModelLatency | None = None
     calibration: int = 256
     time_budget: str | float | None = None
+    target: str | None = None
     plots: bool = True
     report: ReportWriter | None = None
     log: Callable[[str], None] | None = print
@@ -105,6 +111,11 @@ class ExploreConfig:
                                "repeats=, warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
         if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) or self.calibration < 0:
             raise ExploreError(f"calibration must be a number of images >= 0, not {self.calibration!r}")
+        if self.target is not None:
+            try:
+                self.target = targets.get(self.target).name
+            except TensorSlimError as err:
+                raise ExploreError(str(err)) from None
         try:
             self.time_budget = parse_duration(self.time_budget)
         except ValueError as err:

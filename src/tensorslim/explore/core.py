@@ -49,6 +49,7 @@ from .. import _atomic, _interrupt, modeldir
 from .. import data as data_mod
 from ..data import user as user_data
 from ..errors import TensorSlimError
+from ..methods import targets
 from ..study.pareto import hypervolume, minimised, pareto_indices
 from ..study.progress import Deadline, Ticker, format_seconds
 from ..study.storage import StorageError as _SharedStorageError
@@ -192,7 +193,8 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
 
     # 1-2. design space and pruning -------------------------------------------------------------------------
     deadline = Deadline(cfg.time_budget)
-    spaces = enumerate_space(candidates(model, input_shape), cfg.methods, max_factors=cfg.max_factors)
+    spaces = enumerate_space(candidates(model, input_shape), cfg.methods, max_factors=cfg.max_factors,
+                             multiple=targets.get(cfg.target).multiple if cfg.target else 1)
     cfg.out.mkdir(parents=True, exist_ok=True)
     errors = ErrorCache(cfg.out / "cache" / "errors.json")
     calib = None
@@ -214,7 +216,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     cfg.log("survivors per method: " + ", ".join(
         f"{m} {v['survivors']}/{v['points']}" + (f" (none: {v['vanished']['reason']})" if "vanished" in v else "")
         for m, v in sorted(pruning["methods"].items())))
-    ev = _Evaluator(model, spaces, input_shape)
+    ev = _Evaluator(model, spaces, input_shape, target=cfg.target)
     reach = _reachable(ev.base, spaces)
     pruning["reachable"] = reach
     for key, limit in (cfg.budget.limits if cfg.budget else ()):
@@ -251,7 +253,8 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
         "lowfi": cfg.low_fidelity, "val_samples": cfg.val_samples, "seed": cfg.seed, "sampler": cfg.sampler,
         "data": opts, "constraints": limits,
-        "choices": [[s.name, [p.key for p in s.survivors]] for s in live]}, sort_keys=True).encode()).hexdigest()
+        "choices": [[s.name, [p.key for p in s.survivors]] for s in live],
+        **({"target": cfg.target} if cfg.target else {})}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objs = [OBJECTIVE[o] for o in cfg.objectives]
@@ -383,7 +386,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
 
     pareto = {
         "format": FORMAT, "version": 1, "model": str(model_dir), "dataset": data_record,
-        "objectives": list(cfg.objectives), "eval_split": eval_split,
+        "objectives": list(cfg.objectives), "eval_split": eval_split, "target": cfg.target,
         "original": {**ev.base, "accuracy": base_test, "val_accuracy": base_val,
                      "lowfi_accuracy": base_val_lowfi},
         "pruning": pruning,

@@ -26,8 +26,10 @@ from .space import (
 class _Evaluator:
     """Builds candidate models from per-layer choices and measures them."""
 
-    def __init__(self, model: nn.Module, spaces: list[LayerSpace], input_shape: tuple[int, ...]):
+    def __init__(self, model: nn.Module, spaces: list[LayerSpace], input_shape: tuple[int, ...],
+                 target: str | None = None):
         self.model = model.eval()
+        self.target = target  # recorded in each built model's plan, for export
         self.spaces = {s.name: s for s in spaces}
         self.input_shape = input_shape
         prof = profile(model, input_shape)
@@ -121,7 +123,8 @@ class _Evaluator:
                             "macs_before": ctx.dense_macs, "macs_after": p.macs})
         previous = getattr(self.model, COMPRESSION_ATTR, None) or {"plans": [], "layers": [], "skipped": []}
         if rules:
-            setattr(new, COMPRESSION_ATTR, {"plans": [*previous.get("plans", []), {"rules": rules}],
+            plan = {"rules": rules, **({"target": self.target} if self.target else {})}
+            setattr(new, COMPRESSION_ATTR, {"plans": [*previous.get("plans", []), plan],
                                             "layers": [*previous.get("layers", []), *entries], "skipped": []})
         return new.eval()
 

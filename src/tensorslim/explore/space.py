@@ -111,11 +111,12 @@ class LayerSpace:
 
 
 def layer_points(ctx: LayerContext, methods: Sequence[str] = DEFAULT_METHODS, *, max_factors: int = 3,
-                 tt_ranks: Sequence[int] = TT_RANKS) -> list[DesignPoint]:
+                 tt_ranks: Sequence[int] = TT_RANKS, multiple: int = 1) -> list[DesignPoint]:
     """Every design point of ``methods`` that applies to this layer, with its analytic costs: each method's own
-    grid (:meth:`tensorslim.methods.Method.design_points`)."""
+    grid (:meth:`tensorslim.methods.Method.design_points`), its channel ranks rounded to ``multiple`` (a
+    deployment target's, :mod:`tensorslim.methods.targets`; 1: as the grid gives them); duplicates once."""
     out_bytes = FLOAT_BYTES * math.prod(ctx.output_shape)
-    settings = {"max_factors": max_factors, "tt_ranks": tuple(tt_ranks)}
+    settings = {"max_factors": max_factors, "tt_ranks": tuple(tt_ranks), "multiple": multiple}
     unique: dict[str, DesignPoint] = {}
     for name in (m for m in method_registry.applicable(ctx) if m in methods):
         for c in method_registry.get(name).design_points(ctx, settings):
@@ -126,7 +127,7 @@ def layer_points(ctx: LayerContext, methods: Sequence[str] = DEFAULT_METHODS, *,
 
 
 def enumerate_space(candidates: Sequence[LayerContext], methods: Sequence[str] = DEFAULT_METHODS, *,
-                    max_factors: int = 3, tt_ranks: Sequence[int] = TT_RANKS) -> list[LayerSpace]:
+                    max_factors: int = 3, tt_ranks: Sequence[int] = TT_RANKS, multiple: int = 1) -> list[LayerSpace]:
     """The design points of every candidate layer (layers without any point are left out)."""
     bad = [m for m in methods if m not in ALL_METHODS]
     if bad:
@@ -135,7 +136,7 @@ def enumerate_space(candidates: Sequence[LayerContext], methods: Sequence[str] =
         raise ExploreError("no methods given")
     spaces = []
     for ctx in candidates:
-        pts = layer_points(ctx, methods, max_factors=max_factors, tt_ranks=tt_ranks)
+        pts = layer_points(ctx, methods, max_factors=max_factors, tt_ranks=tt_ranks, multiple=multiple)
         if pts:
             spaces.append(LayerSpace(ctx, pts))
     return spaces

@@ -79,6 +79,8 @@ from .. import distributed as D
 from .. import plan as plan_mod
 from ..cost import profile
 from ..data import user as user_data
+from ..errors import TensorSlimError
+from ..methods import targets
 from ..surgery import candidates, compress, compress_with_report
 from ..train import TrainConfig, _num_batches, evaluate
 from ..train import train as trainer
@@ -158,11 +160,13 @@ def make_config(overrides: Mapping[str, Any], *, distill: bool):
     return TrainConfig(epochs=1, **kw)
 
 
-def resolve_plan(model: nn.Module, plan, input_shape: tuple[int, ...]) -> tuple[nn.Module, list[dict], list]:
-    """Apply ``plan`` once: (the one-shot compressed model, one explicit rule per compressed layer, skipped)."""
+def resolve_plan(model: nn.Module, plan, input_shape: tuple[int, ...], target: str | None = None
+                 ) -> tuple[nn.Module, list[dict], list]:
+    """Apply ``plan`` once: (the one-shot compressed model, one explicit rule per compressed layer, skipped).
+    ``target``: as in :func:`tensorslim.surgery.compress` (None: the plan's own, else the default)."""
 
     parsed = plan_mod.read(plan) if isinstance(plan, (str, Path)) else plan_mod.parse(plan)
-    compressed, report = compress_with_report(model, parsed, input_shape)
+    compressed, report = compress_with_report(model, parsed, input_shape, target=target)
     if not report.layers:
         reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in report.skipped[:3])
         raise FinetuneError("the plan compresses no layer" + (f" ({reasons})" if reasons else ""))
@@ -196,6 +200,7 @@ def finetune(
     model_latency=None,
     latency_cache: str | Path | None = None,
     latency_repeats: int = 30,
+    target: str | None = None,
     **cfg_overrides: Any,
 ) -> FinetuneResult:
     """Compress ``source`` by ``plan`` or ``budget`` and fine-tune it with ``schedule``; see the module doc.
@@ -211,6 +216,11 @@ def finetune(
     weight_decay, warmup_epochs, label_smoothing, seed, distill_alpha, distill_temperature, max_batches);
     ``batch_size`` is the GLOBAL batch under torchrun. A ``latency`` budget needs ``latency_timer`` (and is
     checked against the measured model with ``model_latency``); see the module doc.
+
+    ``target``: the deployment target (:mod:`tensorslim.methods.targets`: ``ort-x86``, ``xnnpack-arm``, ...)
+    whose channel multiple the ranks are rounded to: a budget's sensitivity grid and a plan's rules alike (a
+    plan's explicit ranks stay as written). It is recorded in the saved model, so that ``export`` applies the
+    target's passes. None: a plan's own target, else the machine's default.
     """
 
     log = log or (lambda _m: None)
@@ -232,6 +242,11 @@ def finetune(
         if "latency" in budget and latency_timer is None:
             raise FinetuneError("a latency budget needs latency_timer= (module, input_shape, threads=, repeats=, "
                                 "warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
+    if target is not None:
+        try:
+            target = targets.get(target).name
+        except TensorSlimError as err:
+            raise FinetuneError(str(err)) from None
     cfg = make_config(cfg_overrides, distill=distill)
     if info.active and cfg.batch_size % info.world_size:
         raise FinetuneError(f"batch size {cfg.batch_size} must be divisible by the {info.world_size} processes")
@@ -257,6 +272,8 @@ def finetune(
                 "epochs": float(epochs), "distill": bool(distill), "factor_fraction": float(factor_fraction),
                 "budget": budget, "plan": None, "config": dataclasses.asdict(cfg),
                 "world_size": info.world_size}
+    if target is not None:  # runs made without a target keep their settings, and so resume
+        settings["target"] = target
     if budget is None:
         parsed = plan_mod.read(plan) if isinstance(plan, (str, Path)) else plan_mod.parse(plan)
         settings["plan"] = parsed.to_dict()
@@ -284,7 +301,7 @@ def finetune(
         grid = tuple(rank_grid) if rank_grid else DEFAULT_GRID
         sens_table = sensitivity(original, val_set, sensitivity_methods, grid, input_shape=input_shape,
                                  max_samples=sensitivity_samples, cache=(out / SENSITIVITY) if out and info.is_main
-                                 else None, log=log)
+                                 else None, log=log, target=target)
         if "latency" in budget:
             plan_dict, latency_record = _latency_plan(
                 original, budget, sens_table, input_shape, out, info, log, timer=latency_timer,
@@ -294,7 +311,8 @@ def finetune(
         log(plan_dict["comment"])
     else:
         plan_dict = settings["plan"]
-    oneshot_model, rules, skipped = resolve_plan(original, plan_dict, input_shape)
+    oneshot_model, rules, skipped = resolve_plan(original, plan_dict, input_shape, target)
+    target = target or plan_mod.parse(plan_dict).with_target(None).target  # the one every step compresses for
     kinds = {c.name: ("conv" if isinstance(c.module, nn.Conv2d) else "linear")
              for c in _candidates(original, input_shape)}
     drops = None
@@ -345,7 +363,7 @@ def finetune(
         if k < len(steps_done):
             continue
         names = [r["layers"] for r in group]
-        model = _compress(model, group, input_shape)
+        model = _compress(model, group, input_shape, target)
         val_before = evaluate(model, val_set)["accuracy"]
         step_rec: dict[str, Any] = {"index": k + 1, "layers": names, "val_before": val_before, "phases": []}
         step_dir = out / STEPS_DIR / f"{k + 1:02d}" if out is not None else None
@@ -406,8 +424,9 @@ def _candidates(model, input_shape):
     return candidates(model, input_shape)
 
 
-def _compress(model: nn.Module, rules: list[dict], input_shape: tuple[int, ...]) -> nn.Module:
-    new = compress(model, {"rules": rules}, input_shape)
+def _compress(model: nn.Module, rules: list[dict], input_shape: tuple[int, ...], target: str | None = None
+              ) -> nn.Module:
+    new = compress(model, {"rules": rules}, input_shape, target=target)
     for attr in (modeldir.SPEC_ATTR, modeldir.INPUT_SHAPE_ATTR):
         if getattr(new, attr, None) is None and getattr(model, attr, None) is not None:
             setattr(new, attr, getattr(model, attr))

@@ -62,12 +62,15 @@ def _method_options(methods: Sequence[str] | Mapping[str, dict] | None) -> dict[
     return out
 
 
-def _fingerprint(model: nn.Module, methods: dict, grid: Sequence[float], max_samples: int) -> str:
+def _fingerprint(model: nn.Module, methods: dict, grid: Sequence[float], max_samples: int,
+                 target: str | None = None) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps([methods, list(grid), max_samples], sort_keys=True).encode())
+    if target is not None:  # tables made before targets were recorded keep their fingerprint
+        h.update(f"target={target}".encode())
     return h.hexdigest()[:32]
 
 
@@ -87,8 +90,13 @@ def sensitivity(
     max_samples: int = 1000,
     cache: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    target: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy drop (points) per layer, method and rank when only that layer is decomposed; see the module doc.
+
+    ``target``: the deployment target whose channel multiple each grid point's rank is rounded to
+    (:mod:`tensorslim.methods.targets`; None: the machine's default), so that an allocation only ever picks
+    ranks the target runs well. Recorded in the table as ``"target"`` when given.
 
     Returns ``{"fingerprint", "baseline_accuracy", "samples", "grid", "methods", "layers": {name: {"kind",
     "dense_params", "dense_macs", "points": [{"method", "rank", "options", "ratio", "params", "macs",
@@ -103,7 +111,7 @@ def sensitivity(
     if not input_shape:
         raise TensorSlimError("sensitivity needs the model's input shape")
     max_samples = max(1, min(int(max_samples), len(val_set)))
-    fp = _fingerprint(model, opts, grid, max_samples)
+    fp = _fingerprint(model, opts, grid, max_samples, target)
     table: dict[str, Any] | None = None
     if cache is not None and Path(cache).is_file():
         try:
@@ -117,6 +125,8 @@ def sensitivity(
     if table is None:
         table = {"fingerprint": fp, "baseline_accuracy": _eval_subset(model, val_set, max_samples),
                  "samples": max_samples, "grid": grid, "methods": opts, "layers": {}}
+        if target is not None:
+            table["target"] = target
     base = table["baseline_accuracy"]
     for ctx in candidates(model, input_shape):
         if layers is not None and ctx.name not in layers:
@@ -132,7 +142,7 @@ def sensitivity(
                 if mopts:
                     rule["options"] = mopts
                 try:
-                    compressed, report = compress_with_report(model, {"rules": [rule]}, input_shape)
+                    compressed, report = compress_with_report(model, {"rules": [rule]}, input_shape, target=target)
                 except DecompositionError:
                     continue  # method does not apply, rank too small, or not faster
                 except TensorSlimError:

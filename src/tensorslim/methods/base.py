@@ -121,22 +121,30 @@ class Method:
         rank = self._spec_rank(ctx, kind, value, options)
         if multiple <= 1 or kind == "rank":
             return rank
-        spec = self.channel_ranks(ctx, rank)
+        if kind in ("ratio", "macs_ratio"):
+            key = "params" if kind == "ratio" else "macs"
+            return self.round_to(ctx, rank, options, multiple,
+                                 limit=(key, value * (ctx.dense_params if key == "params" else ctx.dense_macs)))
+        return self.round_to(ctx, rank, options, multiple)
+
+    def round_to(self, ctx: LayerContext, rank: Any, options: dict[str, Any], multiple: int, *,
+                 limit: tuple[str, float] | None = None) -> Any:
+        """``rank`` with its channel entries rounded to ``multiple`` (:func:`.targets.round_rank`), within the
+        method's bounds, never to a layer with more params or MACs than the dense one, and with ``limit``
+        (``("params" | "macs", most)``) never over it."""
+        spec = self.channel_ranks(ctx, rank) if multiple > 1 else None
         if spec is None:
             return rank
-        entries, rebuild = spec
-        budget = (value * ctx.dense_params if kind == "ratio" else value * ctx.dense_macs if kind == "macs_ratio"
-                  else math.inf)
-        key = "params" if kind == "ratio" else "macs"
+        key, most = limit or ("params", math.inf)
 
         def allowed(candidate: Any) -> bool:
             try:
                 c = self.cost(ctx, candidate, options)
             except (DecompositionError, ValueError, RuntimeError):
                 return False  # out of the method's bounds
-            return c["params"] <= ctx.dense_params and c["macs"] <= ctx.dense_macs and c[key] <= budget
+            return c["params"] <= ctx.dense_params and c["macs"] <= ctx.dense_macs and c[key] <= most
 
-        return targets.round_rank(rank, entries, multiple, allowed, rebuild)
+        return targets.round_rank(rank, spec[0], multiple, allowed, spec[1])
 
     def channel_ranks(self, ctx: LayerContext, rank: Any
                       ) -> tuple[list[tuple[int | None, int]], Callable[[list[int]], Any]] | None:
@@ -182,9 +190,14 @@ class Method:
 
     def design_points(self, ctx: LayerContext, settings: Mapping[str, Any] | None = None) -> list[Candidate]:
         """The grid with analytic costs; ranks that do not fit the layer are left out. ``settings`` are
-        exploration settings a method may read (TT: ``max_factors``, ``tt_ranks``)."""
+        exploration settings a method may read (TT: ``max_factors``, ``tt_ranks``; every method: ``multiple``,
+        a deployment target's channel multiple that each point's channel ranks are rounded to, as
+        :meth:`rank_for` rounds a rule's rank, never to a layer larger than the dense one)."""
+        multiple = int((settings or {}).get("multiple", 1))
         out = []
         for rank, options in self.grid(ctx):
+            if multiple > 1:
+                rank = self.round_to(ctx, rank, options, multiple)
             try:
                 c = self.cost(ctx, rank, options)
             except (DecompositionError, ValueError, RuntimeError):
