@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-budget", default="55m")
     ap.add_argument("--max-error", type=float, default=0.8, help="pruning's largest layer output error kept")
     ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--target", default=None, help="deployment target the design points' ranks are rounded to "
+                    "(ort-x86: as finetune's default rounds its ranks; default: the grids' own ranks)")
     ap.add_argument("--rows-only", action="store_true",
                     help="skip explore: re-measure the rows of the run in --out (its pareto.json)")
     args = ap.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             explore(BASELINE, "fashion-mnist", out=args.out, budget=args.budget, max_evals=args.max_evals,
                     low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                     lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
-                    max_error=args.max_error, log=lambda m: print(m, flush=True))
+                    max_error=args.max_error, target=args.target, log=lambda m: print(m, flush=True))
         except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
             error = str(err).splitlines()[0]
             print(f"explore: {error}", flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
            "chosen_round": lat["chosen_round"], "machine": lat["table"]["machine"]}
     met = {"speedup_b1": row["speedup_b1"] >= GOAL["speedup_b1"], "drop": row["drop"] <= GOAL["drop"]}
     doc = {"benchmark": "latency-budget", "baseline": str(BASELINE.relative_to(ROOT)),
-           "command": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_latency_budget.py "
-                      + " ".join(argv or sys.argv[1:]),
+           "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} .venv/bin/python "
+                      "benchmarks/bench_latency_budget.py " + " ".join(argv or sys.argv[1:]),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "recipe": f"finetune --budget '{budget}' --methods {args.methods} --distill --epochs {args.epochs:g} "
                      f"--lr {args.lr:g}",

@@ -358,6 +358,8 @@ def render_int8(results: Path | None = None) -> str:
     return (source_line(m["command"], "int8.json",
                         note="; accuracy of each file run in ONNX Runtime on the test split; speedups are "
                              "paired ratios of 1-thread ORT medians, timed in alternation with the int8 file")
+            + (f"\n\nModels: dense `benchmarks/models/{m['dense']}`, factorized `benchmarks/models/{m['factorized']}`."
+               if "factorized" in m else "")
             + f"\n\nMachine: {m['cpu']} (shared); onnxruntime {m['onnxruntime']}; {m['repeats']} alternating rounds. "
               f"int8: {q['tool']}, {q['format']}, {q['weights']} weights per channel: {q['per_channel']}, "
               f"{q['activations']} activations, {q['method']} calibration on {m['samples']} images of the "
@@ -608,7 +610,8 @@ def render_latency_budget(results: Path | None = None) -> str:
              f"{r['macs_reduction']:.2f}×", pct(r["test_accuracy"]), f"{-r['drop']:+.2f} pt"]]
     return (source_line(d["command"], "latency-budget.json")
             + f"\nBaseline `{d['baseline']}` ({pct(r['dense_test_accuracy'])} test). Recipe: `{d['recipe']}` "
-            f"(a short fine-tune). Budgets tried: {tried}. Allocation rounds (fraction of the dense model's "
+            + ("(a short fine-tune)" if d["settings"]["epochs"] < 5 else "(the 10 epochs of the finetune headline)")
+            + f". Budgets tried: {tried}. Allocation rounds (fraction of the dense model's "
             f"latency; measured: the allocated model against the dense one in ORT): {rounds}; round "
             f"{r['chosen_round']} kept. Speedup: {d['timing']}. Goal ≥ {g['speedup_b1']:g}× at batch 1 at ≤ "
             f"{g['drop']:g} pt test drop: {met}. Layers: {layers}. Took {d['minutes']} min on 2 shared cores"
