@@ -272,3 +272,65 @@ def test_bad_export_records_are_refused(entry, match):
     records.parse_metrics({"accuracy": {"test": 90.0}})  # old files, without exports, still load
     with pytest.raises(ModelError, match=match):
         records.parse_metrics({"exports": {"f.onnx": entry}})
+
+
+def _optimised_ops(model: onnx.ModelProto, tmp_path) -> dict[str, int]:
+    """The op counts of ONNX Runtime's own optimised graph (its QDQ fusions), saved by a fresh session."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ops: dict[str, int] = {}
+    for n in onnx.load(so.optimized_model_filepath).graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return ops
+
+
+def test_drop_zero_points_is_exact_keeps_the_fusions_and_keeps_gemm_weight_zero_points(fp32_file, calib, tmp_path):
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    class Reader:  # ORT's own quantizer, called directly: the file before any tensorslim pass
+        def __init__(self):
+            self.batches = iter([{"input": calib[i:i + 16].numpy()} for i in range(0, 64, 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    raw = tmp_path / "raw.onnx"
+    quantize_static(str(fp32_file), str(raw), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    before = onnx.load(str(raw))
+    after = q.drop_zero_points(before)
+    assert before.SerializeToString() == onnx.load(str(raw)).SerializeToString()  # the input is left alone
+    inits = {t.name: t for t in after.graph.initializer}
+    dq = [n for n in after.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    kinds = {}
+    for n in dq:
+        reader = next(m for m in after.graph.node if n.output[0] in m.input)
+        kinds.setdefault((inits[n.input[0]].data_type, reader.op_type), set()).add(len(n.input))
+    assert kinds[(onnx.TensorProto.INT32, "Conv")] == {2}  # bias zero points gone
+    assert kinds[(onnx.TensorProto.INT8, "Conv")] == {2}  # conv weight zero points gone
+    assert kinds[(onnx.TensorProto.INT8, "Gemm")] == {3}  # the Gemm weight keeps its zero point
+    dropped = len(before.graph.initializer) - len(after.graph.initializer)
+    assert dropped == 4 + 1 + 0  # 2 conv biases + 2 conv weights + the Gemm bias (hand count of the net)
+    assert len(after.SerializeToString()) < len(before.SerializeToString())
+    ops = _optimised_ops(before, tmp_path)
+    assert ops == _optimised_ops(after, tmp_path) and ops.get("QLinearConv") == 2 and ops.get("QGemm") == 1
+    x = np.random.default_rng(0).standard_normal((8, *SHAPE)).astype(np.float32)
+    (tmp_path / "after.onnx").write_bytes(after.SerializeToString())
+    assert np.array_equal(ort_out(raw, x), ort_out(tmp_path / "after.onnx", x))  # bit for bit
+
+
+def test_drop_zero_points_keeps_a_nonzero_zero_point():
+    from onnx import helper
+
+    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.int8), "w")
+    scale = numpy_helper.from_array(np.full(4, 0.5, np.float32), "s")
+    zp = numpy_helper.from_array(np.array([0, 0, 3, 0], np.int8), "z")
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], axis=0),
+         helper.make_node("Conv", ["x", "wf"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 5, 5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w, scale, zp])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert q.drop_zero_points(model).SerializeToString() == model.SerializeToString()

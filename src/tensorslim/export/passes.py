@@ -2,8 +2,8 @@
 
 A pass never changes the model it is given: it returns a rewritten copy (the copy is returned even when there
 was nothing to rewrite), so the same pass can rewrite an exported file before it is written or a model held
-in memory for an ONNX Runtime session. Passes are registered by name in :data:`PASSES` (``compact_names`` is in
-:mod:`.compact`);
+in memory for an ONNX Runtime session. Passes are registered by name in :data:`PASSES` (``compact_names`` and
+``drop_zero_points`` are in :mod:`.compact`);
 :func:`apply_passes` runs several in order.
 
 ``pad_channels``: zero-pad the ranks of factorized convolutions
@@ -48,7 +48,7 @@ import onnx
 from onnx import numpy_helper
 
 from ._common import ExportError
-from .compact import compact_names
+from .compact import compact_names, drop_zero_points
 from .hardware import nchwc_block
 
 
@@ -358,7 +358,8 @@ def cp_chain_macs(chain: CPChain, form: str, out_hw: tuple[int, int], in_hw: tup
 Pass = Callable[..., onnx.ModelProto]
 
 #: The graph-rewrite passes by name; each is ``fn(model, **options) -> new model`` and leaves ``model`` as is.
-PASSES: dict[str, Pass] = {"pad_channels": pad_channels, "realise_cp": realise_cp, "compact_names": compact_names}
+PASSES: dict[str, Pass] = {"pad_channels": pad_channels, "realise_cp": realise_cp, "compact_names": compact_names,
+                           "drop_zero_points": drop_zero_points}
 
 
 def get_pass(name: str) -> Pass:
