@@ -264,7 +264,8 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     else:
         samp = optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, n_startup_trials=max(4, cfg.max_evals // 5))
     try:
-        study = create_or_load_study(study_name, store, directions=directions, sampler=samp)  # race-safe
+        study = create_or_load_study(study_name, store, directions=directions, sampler=samp,  # race-safe
+                                     metric_names=[o.label for o in objs])
     except Exception as err:  # noqa: BLE001
         raise StorageError(f"cannot create study in {_redact(url)!r}: {str(err).splitlines()[0][:200]}") from None
     choices = {s.name: ["dense", *[p.key for p in s.survivors]] for s in live}

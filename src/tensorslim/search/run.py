@@ -242,7 +242,8 @@ def open_study(name: str, storage_url: str, defn: dict[str, Any], *, sampler: An
                            max_retry=max_retry)
     directions = [OBJECTIVES[o].direction for o in defn["objectives"]]
     try:  # race-safe: every worker may be creating this study at the same moment
-        study = create_or_load_study(name, storage, sampler=sampler, directions=directions)
+        study = create_or_load_study(name, storage, sampler=sampler, directions=directions,
+                                     metric_names=[OBJECTIVES[o].label for o in defn["objectives"]])
     except Exception as err:  # noqa: BLE001
         raise TensorSlimError(f"study {name!r} in {redact(storage_url)!r} cannot be opened ({type(err).__name__}: "
                               f"{' '.join(str(err).split())[:200]})") from None

@@ -39,6 +39,11 @@ class Objective:
             raise TensorSlimError(f"objective {self.name}: direction must be minimize or maximize, "
                                   f"not {self.direction!r}")
 
+    @property
+    def label(self) -> str:
+        """``name (unit)``, or the name alone: the metric name the Optuna study records for dashboards."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
     def minimised(self, value: float) -> float:
         """``value`` as a quantity to minimise (negated when the objective is maximised)."""
         return -float(value) if self.direction == "maximize" else float(value)

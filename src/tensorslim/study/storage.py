@@ -188,11 +188,25 @@ def _open_rdb(url: str, heartbeat_interval: int | None, grace: int, max_retry: i
 
 
 def create_or_load_study(name: str, storage: Any, *, directions: Sequence[Any] | None = None, sampler: Any = None,
-                         pruner: Any = None, attempts: int = CREATE_ATTEMPTS) -> Any:
+                         pruner: Any = None, attempts: int = CREATE_ATTEMPTS,
+                         metric_names: Sequence[str] | None = None) -> Any:
     """``optuna.create_study(..., load_if_exists=True)`` that survives other workers creating the same study at
     the same moment: a lost race (``DuplicatedStudyError``, ``IntegrityError``, a locked SQLite file, a study
     not visible yet) is retried as a load, with backoff. Other errors propagate unchanged; a race still lost
-    after ``attempts`` tries is a :class:`StorageError`."""
+    after ``attempts`` tries is a :class:`StorageError`.
+
+    ``metric_names`` (one per direction, e.g. ``"macs (MACs)"``) are recorded in the study when it has none, so
+    ``optuna-dashboard`` and ``study.trials_dataframe()`` name the objectives; every worker writes the same."""
+    study = _create_or_load(name, storage, directions, sampler, pruner, attempts)
+    if metric_names and study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
+    return study
+
+
+def _create_or_load(name: str, storage: Any, directions: Sequence[Any] | None, sampler: Any, pruner: Any,
+                    attempts: int) -> Any:
     last: BaseException | None = None
     for attempt in range(max(1, attempts)):
         try:
