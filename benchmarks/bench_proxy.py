@@ -133,6 +133,25 @@ def correlations(rows: list[dict]) -> dict:
     return out
 
 
+def bootstrap_interval(rows: list[dict], proxy: str, draws: int = 2000, seed: int = 0) -> list[float] | None:
+    """95 % percentile-bootstrap interval of the Spearman correlation of ``proxy`` with ``final`` over ``rows``
+    (points resampled with replacement): how far n points pin the correlation down."""
+    pairs = [(r[proxy], r["final"]) for r in rows if r.get(proxy) is not None]
+    if len(pairs) < 8:
+        return None
+    sign = -1.0 if proxy in LOWER_IS_BETTER else 1.0
+    x, y = np.multiply(sign, [p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rng = np.random.default_rng(seed)
+    rhos = []
+    for _ in range(draws):
+        idx = rng.integers(0, len(x), len(x))
+        rho = spearmanr(x[idx], y[idx]).statistic
+        if not np.isnan(rho):
+            rhos.append(rho)
+    lo, hi = np.percentile(rhos, [2.5, 97.5])
+    return [round(float(lo), 3), round(float(hi), 3)]
+
+
 def family_bias(rows: list[dict]) -> dict:
     """Per proxy and method: the mean of rank(final) - rank(proxy) over the points using that method, as a
     share of the number of points. Positive: the proxy ranks that method's points worse than they end up."""
@@ -174,7 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-batches", type=int, default=None, help="cap per epoch (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "proxy.json")
+    ap.add_argument("--rescore", type=Path, help="recompute the statistics of a finished run's JSON from its "
+                    "points (nothing measured) and rewrite it")
     args = ap.parse_args(argv)
+    if args.rescore:
+        doc = json.loads(args.rescore.read_text())
+        doc.update(correlations=correlations(doc["points"]), family_bias=family_bias(doc["points"]),
+                   interval95={p: bootstrap_interval(doc["points"], p) for p in PROXIES})
+        args.rescore.write_text(json.dumps(doc, indent=1) + "\n")
+        print(table(doc["correlations"]))
+        return 0
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     base = modeldir.load(args.baseline).eval()
@@ -198,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
               f"final {row['final']:5.2f}  ETA {done / (i + 1) * (len(points) - i - 1) / 60:.1f} min", flush=True)
     corr = correlations(rows)
     bias = family_bias(rows)
+    interval = {p: bootstrap_interval(rows, p) for p in PROXIES}
     print(table(corr))
+    print("95 % bootstrap intervals over all points: "
+          + ", ".join(f"{p} {v[0]:.2f}..{v[1]:.2f}" for p, v in interval.items() if v))
     if "output_error" in bias:
         print("rank bias of rung (b) per method (mean rank(final) - rank(proxy), share of points; + = under-rated): "
               + ", ".join(f"{m} {v:+.2f}" for m, v in bias["output_error"].items()))
@@ -208,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
            "target": "test accuracy after the final fine-tuning (distillation, cosine, lr 0.01)",
            "command": f"OMP_NUM_THREADS={THREADS} .venv/bin/python benchmarks/bench_proxy.py "
                       + " ".join(argv or sys.argv[1:]),
-           "correlations": corr, "family_bias": bias, "points": rows,
+           "correlations": corr, "interval95": interval, "family_bias": bias, "points": rows,
            "minutes": round((time.perf_counter() - start) / 60, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")

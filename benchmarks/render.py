@@ -550,24 +550,47 @@ def render_reference_front(results: Path | None = None) -> str:
             + md_table(["params", "MACs", "rung (b): summed output error", "test accuracy"], tuned))
 
 
+PROXY_DRAWS = ("proxy.json", "proxy-draw0.json")  # the table's run first, then earlier draws of other points
+
+
+def _proxy_target(d: dict) -> str:
+    st = d["settings"]
+    return (f"{st['final_epochs']} epoch(s)" + (f" of at most {st['final_batches']} batches"
+                                                if st.get("final_batches") else " (all batches)"))
+
+
 def render_proxy(results: Path | None = None) -> str:
     d = load("proxy.json", results)
     proxies = ["weight_error", "output_error", "logit_error", "zero_shot", "short_ft"]
     rows = [[name, str(c["n"]), *[("—" if c[p] is None else f"{c[p]:.2f}") for p in proxies]]
             for name, c in d["correlations"].items()]
+    interval = d.get("interval95") or {}
+    if interval:
+        rows.insert(1, ["all: 95 % bootstrap interval", "", *[(f"{interval[p][0]:.2f}–{interval[p][1]:.2f}"
+                                                             if interval.get(p) else "—") for p in proxies]])
     bias = d.get("family_bias", {}).get("output_error", {})
     st = d["settings"]
-    return (source_line(d["command"], "proxy.json")
-            + f"\nTarget: {d['target']}, {st['final_epochs']} epoch(s)"
-            + (f" of at most {st['final_batches']} batches" if st.get("final_batches") else "")
-            + f", on `{d['baseline']}`. Calibration: {st['calibration']} training images; zero-shot and short "
-            f"fine-tune ({st['short_batches']} batches) on {st['val_samples']} validation images. Goal: ≥ 0.8 "
-            "for rung (b), the output error.\n\n"
-            + md_table(["points", "n", "weight error", "rung (b): output error", "logit error", "zero-shot accuracy",
-                        "rung (c): short fine-tune"], rows)
-            + ("\n\nRank bias of rung (b) per method (mean rank(final) − rank(proxy), as a share of the points; "
-               "positive: the proxy under-rates the method): "
-               + ", ".join(f"{m} {v:+.2f}" for m, v in bias.items()) if bias else ""))
+    draws = [(name, load(name, results)) for name in PROXY_DRAWS if ((results or RESULTS) / name).is_file()]
+    out = (source_line(d["command"], *[n for n, _ in draws])
+           + f"\nTarget: {d['target']}, {_proxy_target(d)}, on `{d['baseline']}`. Calibration: {st['calibration']} "
+           f"training images; zero-shot and short fine-tune ({st['short_batches']} batches) on {st['val_samples']} "
+           f"validation images; points drawn with seed {st['seed']}. Goal: ≥ 0.8 for rung (b), the output error.\n\n"
+           + md_table(["points", "n", "weight error", "rung (b): output error", "logit error", "zero-shot accuracy",
+                       "rung (c): short fine-tune"], rows)
+           + ("\n\nRank bias of rung (b) per method (mean rank(final) − rank(proxy), as a share of the points; "
+              "positive: the proxy under-rates the method): "
+              + ", ".join(f"{m} {v:+.2f}" for m, v in bias.items()) if bias else ""))
+    if len(draws) > 1:
+        other = []
+        for name, e in draws:
+            c, iv = e["correlations"]["all"], (e.get("interval95") or {}).get("output_error")
+            other.append([f"`{name}`", str(e["settings"]["seed"]), str(c["n"]), _proxy_target(e),
+                          f"{c['output_error']:.2f}" + (f" ({iv[0]:.2f}–{iv[1]:.2f})" if iv else ""),
+                          f"{c['short_ft']:.2f}", f"`{e['command']}`"])
+        out += ("\n\nEvery draw of points (different points, each its own run):\n\n"
+                + md_table(["run", "seed", "n", "target fine-tune", "rung (b) (95 % interval)", "rung (c)",
+                            "command"], other))
+    return out
 
 
 def render_explore_budget(results: Path | None = None) -> str:
