@@ -116,19 +116,25 @@ def judge(base, point, sets, calib, args) -> dict:
     return row
 
 
+def signed_pairs(rows: list[dict], proxy: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (proxy, final) values of the rows that have the proxy, the proxy negated where lower is better (so
+    that a good proxy correlates positively)."""
+    pairs = [(r[proxy], r["final"]) for r in rows if r.get(proxy) is not None]
+    sign = -1.0 if proxy in LOWER_IS_BETTER else 1.0
+    return sign * np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+
+
 def correlations(rows: list[dict]) -> dict:
     out = {}
     groups = {"all": rows, **{f: [r for r in rows if r["family"] == f] for f in sorted({r["family"] for r in rows})}}
     for name, group in groups.items():
         out[name] = {"n": len(group)}
         for proxy in PROXIES:
-            pairs = [(r[proxy], r["final"]) for r in group if r.get(proxy) is not None]
-            if len(pairs) < 4:
+            x, y = signed_pairs(group, proxy)
+            if len(x) < 4:
                 out[name][proxy] = None
                 continue
-            x, y = zip(*pairs, strict=True)
-            sign = -1.0 if proxy in LOWER_IS_BETTER else 1.0
-            rho = spearmanr(np.multiply(sign, x), y).statistic
+            rho = spearmanr(x, y).statistic
             out[name][proxy] = None if np.isnan(rho) else round(float(rho), 3)
     return out
 
@@ -136,11 +142,9 @@ def correlations(rows: list[dict]) -> dict:
 def bootstrap_interval(rows: list[dict], proxy: str, draws: int = 2000, seed: int = 0) -> list[float] | None:
     """95 % percentile-bootstrap interval of the Spearman correlation of ``proxy`` with ``final`` over ``rows``
     (points resampled with replacement): how far n points pin the correlation down."""
-    pairs = [(r[proxy], r["final"]) for r in rows if r.get(proxy) is not None]
-    if len(pairs) < 8:
+    x, y = signed_pairs(rows, proxy)
+    if len(x) < 8:
         return None
-    sign = -1.0 if proxy in LOWER_IS_BETTER else 1.0
-    x, y = np.multiply(sign, [p[0] for p in pairs]), np.array([p[1] for p in pairs])
     rng = np.random.default_rng(seed)
     rhos = []
     for _ in range(draws):

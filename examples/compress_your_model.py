@@ -35,8 +35,9 @@ from tensorslim.finetune import finetune  # noqa: E402
 BUILDER = "examples.small_cnn:small_cnn"
 
 
-def digits_28(size: int = 28, channels: int = 1) -> tuple[TensorDataset, TensorDataset]:
-    """Your data: any Dataset of (C×H×W float tensor, int label). Here digits 8×8 → 28×28, 80/20 split."""
+def digits(size: int = 28, channels: int = 1) -> tuple[TensorDataset, TensorDataset]:
+    """Your data: any Dataset of (C×H×W float tensor, int label). Here digits 8×8 → ``channels``×size×size (the
+    grey image repeated), 80/20 split."""
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).repeat(1, channels, 1, 1)
@@ -75,10 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.torchvision not in tvm.list_models():
             parser.exit(2, f"error: {args.torchvision!r} is not a torchvision model name\n")
         spec = {"builder": f"torchvision.models:{args.torchvision}", "kwargs": {"num_classes": 10, "weights": None}}
-        train_set, test_set = digits_28(32, 3)
+        train_set, test_set = digits(32, 3)
     else:
         spec = {"builder": BUILDER, "kwargs": {"num_classes": 10, "width": 16}}
-        train_set, test_set = digits_28()
+        train_set, test_set = digits()
     shape = tuple(train_set[0][0].shape)
 
     # 1. your model, built through tensorslim so that the directory it is saved to names its factory

@@ -15,9 +15,15 @@ import tensorslim
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _example(tmp_path, *args, epochs=1, env=None):
+    """Run the example into ``tmp_path/ex`` in a fresh interpreter."""
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "compress_your_model.py"), "--epochs", str(epochs),
+                           "--out", str(tmp_path / "ex"), *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, env=env)
+
+
 def test_compress_your_model_example_runs(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "compress_your_model.py"), "--epochs", "2",
-                           "--out", str(tmp_path / "ex")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = _example(tmp_path, epochs=2)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["model", "test", "acc", "params", "MACs"] and lines[2].startswith("small")
@@ -33,12 +39,6 @@ def test_compress_your_model_example_runs(tmp_path):
     assert small(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     dense_params, small_params = (int(line.split()[2].replace(",", "")) for line in lines[1:3])
     assert small_params == sum(p.numel() for p in small.parameters()) < dense_params
-
-
-def _example(tmp_path, *args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "examples" / "compress_your_model.py"), "--epochs", "1",
-                           "--out", str(tmp_path / "ex"), *args], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300, env=env)
 
 
 def _check_torchvision_run(proc, tmp_path):

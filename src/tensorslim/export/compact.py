@@ -67,7 +67,6 @@ def compact_names(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-
 _BIAS = {onnx.TensorProto.INT32}
 _WEIGHT = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 

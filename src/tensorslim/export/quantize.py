@@ -164,8 +164,9 @@ def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_cha
             quantize_static(str(pre), str(dest), _reader(name, batches), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=qtype,
                             calibrate_method=getattr(CalibrationMethod, METHODS[method]))
-            # The quantizer's long generated names and its all-zero bias zero points are a large share of a small
-            # model's file: shortened and dropped, exactly (the file is then run against fp32 below, as written).
+            # The quantizer's long generated names and its all-zero bias and conv-weight zero points are a large
+            # share of a small model's file: shortened and dropped, exactly (the file is then run against fp32
+            # below, as written).
             onnx.save(compact_names(drop_zero_points(onnx.load(str(dest)))), str(dest))
         except Exception as err:  # noqa: BLE001 - the quantizer raises what its ops raise
             raise ExportError(f"{fp32_path}: ONNX Runtime cannot quantize the model ({one_line(err)})") from None
