@@ -7,7 +7,10 @@ Three files, each measured as a file in ONNX Runtime:
    another committed model).
 3. **int8 factorized**: the same model through ``export_int8`` (ONNX Runtime static quantization, QDQ, int8
    per-channel weights, uint8 activations), calibrated on a random sample of the Fashion-MNIST *training*
-   split. A fourth file, quantized with int8 activations, is timed against it to check the default.
+   split, with ``keep_float="auto"``: the files keeping the first 0-4 compute nodes in float are timed against
+   the fp32 file and the fastest is kept (the choice and its timings are recorded). Two more files are timed
+   against it: the same quantization with int8 activations (to check the default) and with every node in
+   int8 (what the choice gains).
 
 The phone runtime, as ``.pte`` files in ``executorch.runtime`` (XNNPACK, batch 1): the factorized model as an
 fp32 program (``export_pte_target``) and as an int8 one (``export_pte_int8``: PT2E with XNNPACK's quantizer,
@@ -66,12 +69,17 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
 
     test = data.load("fashion-mnist", "test", augment=False)
     paths = {"fp32 dense": work / "dense.onnx", "fp32 factorized": work / "factorized.onnx",
-             "int8 factorized": work / "factorized.int8.onnx", "int8 factorized (s8 act.)": work / "s8.int8.onnx"}
+             "int8 factorized": work / "factorized.int8.onnx", "int8 factorized (s8 act.)": work / "s8.int8.onnx",
+             "int8 factorized (every node)": work / "all.int8.onnx"}
     export_target(MODELS / DENSE, paths["fp32 dense"])
     export_target(MODELS / factorized, paths["fp32 factorized"])
-    int8 = export_int8(MODELS / factorized, paths["int8 factorized"], "fashion-mnist", samples=samples, record=False)
+    int8 = export_int8(MODELS / factorized, paths["int8 factorized"], "fashion-mnist", samples=samples, record=False,
+                       keep_float="auto", log=lambda msg: print(msg, flush=True))
+    chosen = int8.quantized.selection["chosen"]
     export_int8(MODELS / factorized, paths["int8 factorized (s8 act.)"], "fashion-mnist", samples=samples,
-                activations="int8", evaluate=None, record=False)
+                activations="int8", evaluate=None, record=False, keep_float=chosen)
+    export_int8(MODELS / factorized, paths["int8 factorized (every node)"], "fashion-mnist", samples=samples,
+                evaluate=None, record=False, keep_float=0)
     files = {}
     for name, path in paths.items():
         files[name] = {"bytes": path.stat().st_size, "accuracy": evaluate_onnx(path, test)["accuracy"]}
@@ -82,6 +90,8 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
         _pair(str(paths["int8 factorized"]), str(paths["fp32 dense"]), ("int8 factorized", "fp32 dense"), repeats),
         _pair(str(paths["int8 factorized"]), str(paths["int8 factorized (s8 act.)"]),
               ("int8 factorized", "int8 factorized (s8 act.)"), repeats),
+        _pair(str(paths["int8 factorized"]), str(paths["int8 factorized (every node)"]),
+              ("int8 factorized", "int8 factorized (every node)"), repeats),
     ]
     dense, small = files["fp32 dense"], files["int8 factorized"]
     size_ratio = dense["bytes"] / small["bytes"]

@@ -363,8 +363,24 @@ def render_int8(results: Path | None = None) -> str:
             + f"\n\nMachine: {m['cpu']} (shared); onnxruntime {m['onnxruntime']}; {m['repeats']} alternating rounds. "
               f"int8: {q['tool']}, {q['format']}, {q['weights']} weights per channel: {q['per_channel']}, "
               f"{q['activations']} activations, {q['method']} calibration on {m['samples']} images of the "
-              f"{m['calibration_split']} split.\n\n"
+              f"{m['calibration_split']} split.{_float_choice(q)}\n\n"
             + md_table(head, rows) + "\n\n" + verdict + render_int8_pte(data.get("pte")))
+
+
+def _float_choice(q: dict) -> str:
+    """What ``keep_float="auto"`` timed and kept, from the int8 file's quantization record."""
+    sel = q.get("float_selection")
+    if not sel:
+        return ""
+    timed = "; ".join(f"{k} in float: {v['1']:.2f}× / {v['32']:.2f}×" for k, v in sel["speedup_vs_fp32"].items())
+    names = ", ".join(f"`{n}`" for n in q["float_nodes"]) or "none"
+    return (f" The first {sel['chosen']} compute node(s) stay in float ({names}): `keep_float=\"auto\"` timed "
+            f"the files keeping the first 0–{len(sel['speedup_vs_fp32']) - 1} compute nodes in float against the "
+            f"fp32 factorized file ({sel['threads']} thread, {sel['repeats']} rounds, speed at batch "
+            f"{' / '.join(str(b) for b in sel['batches'])}: {timed}) and kept the fastest (a longer prefix must "
+            f"win by {100 * (sel['margin'] - 1):.0f} %). Why: ORT's QLinearConv on the 1-channel image is several "
+            "times slower than the float kernel, and the float/int8 boundary must follow a Conv, since ORT moves "
+            "a QuantizeLinear up through ReLU and MaxPool into a slow uint8 NCHW MaxPool.")
 
 
 def render_int8_pte(pte: dict | None) -> str:

@@ -244,7 +244,17 @@ def test_the_cli_exports_int8_and_refuses_bad_calibration(model_dir, tmp_path, c
     assert out.exists() and "int8" in stdout
     entry = json.loads((model_dir / "metrics.json").read_text())["exports"]["cli.int8.onnx"]
     assert entry["calibration"]["samples"] == 32
-    for args, word in ((["--int8"], "--calibrate"), (["--int8", "--calibrate", "nosuchset"], "nosuchset")):
+    kept = tmp_path / "kept.int8.onnx"
+    code, stdout, stderr = run(["export", str(model_dir), "--out", str(kept), "--int8", "--calibrate", "synthetic",
+                                "--calibrate-samples", "32", "--keep-float", "1"])
+    assert code == 0, stderr
+    assert "1 compute node(s) left in float" in stdout
+    recorded = json.loads((model_dir / "metrics.json").read_text())["exports"]["kept.int8.onnx"]["quantization"]
+    assert len(recorded["float_nodes"]) == 1 and _float_positions(kept) == [0]
+    for args, word in ((["--int8"], "--calibrate"), (["--int8", "--calibrate", "nosuchset"], "nosuchset"),
+                       (["--keep-float", "2"], "--keep-float"),
+                       (["--int8", "--calibrate", "synthetic", "--keep-float", "x,"], "--keep-float"),
+                       (["--int8", "--calibrate", "synthetic", "--keep-float", "nosuchnode"], "nosuchnode")):
         bad = tmp_path / "bad.onnx"
         code, stdout, stderr = run(["export", str(model_dir), "--out", str(bad), *args])
         assert code == 2 and not bad.exists()
@@ -334,3 +344,68 @@ def test_drop_zero_points_keeps_a_nonzero_zero_point():
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w, scale, zp])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     assert q.drop_zero_points(model).SerializeToString() == model.SerializeToString()
+
+
+def _float_positions(path) -> list[int]:
+    """Independent reading of an int8 file (whose node names the export shortens): the positions, among its
+    compute nodes in graph order, of those whose weight is a float initializer, not a DequantizeLinear output."""
+    proto = onnx.load(str(path))
+    inits = {t.name for t in proto.graph.initializer}
+    compute = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return [i for i, n in enumerate(compute) if n.input[1] in inits]
+
+
+def test_keep_float_leaves_the_first_compute_nodes_of_the_fp32_file_in_float(fp32_file, calib, tmp_path):
+    order = [n.name for n in onnx.load(str(fp32_file)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert len(order) == 3  # conv, conv, linear (a hand count of small_net)
+    for k in range(len(order) + 1):
+        res = quantize_onnx(fp32_file, tmp_path / f"k{k}.onnx", calib, keep_float=k)
+        assert res.float_nodes == order[:k]
+        assert _float_positions(tmp_path / f"k{k}.onnx") == list(range(k))
+        assert res.quantization()["float_nodes"] == order[:k]
+        assert res.agreement > 0.8  # the file still runs and agrees with fp32
+    named = quantize_onnx(fp32_file, tmp_path / "named.onnx", calib, keep_float=[order[1]])
+    assert named.float_nodes == [order[1]] and _float_positions(tmp_path / "named.onnx") == [1]
+    # the float nodes' weights are whole float32 tensors of small_net's layers (hand count: 16*1*3*3, 32*16*3*3,
+    # 10*32*7*7)
+    hand = [144, 4608, 15680]
+    for k in range(len(order) + 1):
+        proto = onnx.load(str(tmp_path / f"k{k}.onnx"))
+        inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        compute = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+        floats = [inits[n.input[1]] for n in compute if n.input[1] in inits]
+        assert [w.size for w in floats] == hand[:k] and all(w.dtype == np.float32 for w in floats)
+
+
+@pytest.mark.parametrize("keep, match", [
+    (-1, "keep_float must be"), (True, "keep_float must be"), ("fast", "keep_float must be"),
+    ([""], "keep_float must be"), (9, "only 3 compute nodes"), (["no_such_node"], "no node named 'no_such_node'"),
+])
+def test_bad_keep_float_is_one_line_and_writes_nothing(fp32_file, calib, tmp_path, keep, match):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match=match) as err:
+        quantize_onnx(fp32_file, out, calib, keep_float=keep)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_float_auto_records_what_it_timed_and_keeps_the_rule(fp32_file, calib, tmp_path):
+    """No timing is asserted: the recorded timings must be one per prefix, the choice must follow the margin
+    rule applied to them (re-derived here), and the file must be the one that prefix gives."""
+    lines = []
+    res = quantize_onnx(fp32_file, tmp_path / "auto.onnx", calib, keep_float="auto", log=lines.append)
+    sel = res.selection
+    assert sel["keep_float"] == "auto" and set(sel["speedup_vs_fp32"]) == {"0", "1", "2", "3"}
+    assert all(set(v) == {"1", "32"} and all(x > 0 for x in v.values()) for v in sel["speedup_vs_fp32"].values())
+    assert len(lines) == 4
+    best_k, best = 0, None
+    for k in range(4):
+        v = sel["speedup_vs_fp32"][str(k)]
+        score = (v["1"] * v["32"]) ** 0.5
+        if best is None or score > best * q.AUTO_MARGIN:
+            best_k, best = k, score
+    assert sel["chosen"] == best_k
+    again = quantize_onnx(fp32_file, tmp_path / "again.onnx", calib, keep_float=best_k)
+    assert (tmp_path / "auto.onnx").read_bytes() == (tmp_path / "again.onnx").read_bytes()
+    assert res.quantization()["float_selection"] == sel and res.float_nodes == again.float_nodes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.onnx", "auto.onnx"]  # the candidates are gone

@@ -41,9 +41,14 @@ from ..resolve import parse_shape
               "file's test accuracy on it is measured (in ONNX Runtime or executorch.runtime) and recorded in a "
               "model directory's metrics.json.")
 @click.option("--calibrate-samples", type=int, default=512, show_default=True, help="--int8: calibration images.")
+@click.option("--keep-float", default="0", show_default=True,
+              help="--int8 onnx: the first N compute nodes (Conv/Gemm/MatMul) stay in float, or comma-separated "
+                   "node names, or 'auto': 0-4 leading nodes, each file timed against fp32 on this CPU (ONNX "
+                   "Runtime, 1 thread, batch 1 and 32) and the fastest kept; the choice is recorded.")
 def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, input_shape: str | None,
                weights: str | None, dataset: str, data_dir: str | None, rtol: float | None, exporter: str,
-               deploy: str | None, realise: str, int8: bool, calibrate: str | None, calibrate_samples: int) -> None:
+               deploy: str | None, realise: str, int8: bool, calibrate: str | None, calibrate_samples: int,
+               keep_float: str) -> None:
     """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime (or, with
     --format pte, to an ExecuTorch program verified in executorch.runtime)."""
     if batch != "dynamic":
@@ -54,6 +59,9 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
     fp32_rtol = 1e-4 if rtol is None else rtol
     if int8 != bool(calibrate):
         raise TensorSlimError("--int8 and --calibrate DATASET go together (int8 is calibrated on real images)")
+    keep = _keep_float(keep_float)
+    if keep != 0 and (not int8 or fmt != "onnx"):
+        raise TensorSlimError("--keep-float is for --int8 with --format onnx")
     if fmt == "pte":
         if deploy is not None or realise != "as_exported":
             raise TensorSlimError("--target and --realise are for --format onnx (they rewrite the ONNX file)")
@@ -82,7 +90,8 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
         done = export_int8(target, out, calibrate, samples=calibrate_samples, data_dir=data_dir,
                            evaluate={"auto": "auto", "none": None}.get(dataset, dataset),
                            input_shape=parse_shape(input_shape), weights=weights, opset=opset, batch=batch,
-                           rtol=fp32_rtol, exporter=exporter, target=deploy, realise=realise)
+                           rtol=fp32_rtol, exporter=exporter, target=deploy, realise=realise, keep_float=keep,
+                           log=click.echo if keep == "auto" else None)
         click.echo(done.summary())
         return
     result = export_target(target, out, input_shape=parse_shape(input_shape), weights=weights,
@@ -93,3 +102,16 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
         click.echo(f"note: {note}")
     if result.reconstructs_weights:
         click.echo("warning: the graph rebuilds a weight from factors at run time", err=True)
+
+
+def _keep_float(text: str) -> int | str | list[str]:
+    """--keep-float: 'auto', a count, or comma-separated node names."""
+    text = text.strip()
+    if text == "auto":
+        return text
+    if text.isdigit():
+        return int(text)
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise TensorSlimError(f"--keep-float {text!r}: expected 'auto', a count or comma-separated node names")
+    return names

@@ -57,6 +57,21 @@ ACTIVATIONS = ("uint8", "int8")
 #: Calibration methods (``onnxruntime.quantization.CalibrationMethod``): min/max of the activations, the
 #: 99.999th percentile, or the range minimising the KL divergence of the histogram.
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+#: The compute ops, in graph order, whose first ``keep_float`` stay in float (the quantizer leaves them out).
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: ``keep_float="auto"`` times the files that keep the first 0, 1, ..., AUTO_MAX_FLOAT compute nodes in float
+#: against the fp32 file and keeps the fastest. Why a prefix: ORT's integer kernels are slowest where channels
+#: are fewest (a 1-channel image into a 3x3 QLinearConv ran 6x slower than the float NCHWc kernel on the
+#: reference machine), and the float/int8 boundary must follow a Conv, since ORT moves a QuantizeLinear up
+#: through ReLU and MaxPool (a uint8 NCHW MaxPool is far slower than the float one).
+AUTO_MAX_FLOAT = 4
+#: A longer float prefix is kept only when it is this much faster (geometric mean over the timed batches) than
+#: the best shorter one: timings are noisy, and every float node costs file bytes.
+AUTO_MARGIN = 1.03
+#: Batch sizes, threads and timed runs of the ``keep_float="auto"`` measurement (ORT, in alternation with fp32).
+AUTO_BATCHES = (1, 32)
+AUTO_THREADS = 1
+AUTO_REPEATS = 30
 
 
 @dataclasses.dataclass
@@ -73,6 +88,8 @@ class QuantizeResult:
     ops: dict[str, int]
     max_rel_err: float  # max |int8 - fp32| / max |fp32| over the calibration samples
     agreement: float  # fraction of calibration samples whose top-1 class is the fp32 file's
+    float_nodes: list[str] = dataclasses.field(default_factory=list)  # compute nodes left in float
+    selection: dict[str, Any] | None = None  # keep_float="auto": what was timed and chosen
 
     @property
     def size_ratio(self) -> float:
@@ -81,8 +98,12 @@ class QuantizeResult:
 
     def quantization(self) -> dict[str, Any]:
         """The settings, as recorded in ``metrics.json``."""
-        return {"tool": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
-                "activations": self.activations, "per_channel": self.per_channel, "method": self.method}
+        out = {"tool": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
+               "activations": self.activations, "per_channel": self.per_channel, "method": self.method,
+               "float_nodes": list(self.float_nodes)}
+        if self.selection is not None:
+            out["float_selection"] = self.selection
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "file_bytes": self.file_bytes, "fp32_bytes": self.fp32_bytes,
@@ -138,7 +159,12 @@ def _reader(name: str, batches: list[np.ndarray]) -> Any:
     return Reader()
 
 
-def _check_options(activations: str, method: str, per_channel: Any) -> None:
+def _check_options(activations: str, method: str, per_channel: Any, keep_float: Any = 0) -> None:
+    ok = (keep_float == "auto" or (isinstance(keep_float, int) and not isinstance(keep_float, bool) and keep_float >= 0)
+          or (isinstance(keep_float, (list, tuple)) and all(isinstance(n, str) and n for n in keep_float)))
+    if not ok:
+        raise ExportError(f"keep_float must be 'auto', a count of leading compute nodes (>= 0) or a list of node "
+                          f"names, got {keep_float!r}")
     if activations not in ACTIVATIONS:
         raise ExportError(f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
     if method not in METHODS:
@@ -147,9 +173,33 @@ def _check_options(activations: str, method: str, per_channel: Any) -> None:
         raise ExportError(f"per_channel must be true or false, got {per_channel!r}")
 
 
+def compute_nodes(model: onnx.ModelProto) -> list[str]:
+    """The named compute nodes (:data:`COMPUTE_OPS`) of ``model``, in graph (topological) order."""
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name]
+
+
+def float_nodes(model: onnx.ModelProto, keep_float: int | list[str] | tuple[str, ...]) -> list[str]:
+    """The node names the quantizer must leave in float: the first ``keep_float`` compute nodes, or the names
+    given (each must be a node of ``model``)."""
+    if isinstance(keep_float, int):
+        compute = compute_nodes(model)
+        if keep_float > len(compute):
+            raise ExportError(f"keep_float={keep_float}: the model has only {len(compute)} compute nodes")
+        return compute[:keep_float]
+    known = {n.name for n in model.graph.node}
+    unknown = [n for n in keep_float if n not in known]
+    if unknown:
+        raise ExportError(f"keep_float: no node named {unknown[0]!r} in the model (its compute nodes: "
+                          f"{', '.join(compute_nodes(model)[:8])}...)")
+    return list(keep_float)
+
+
 def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_channel: bool, activations: str,
-              method: str) -> QuantizeResult:
-    """Quantize ``fp32_path`` into ``dest`` (written in place: callers pass a temporary) and run it against fp32."""
+              method: str, keep_float: int | list[str] | tuple[str, ...] = 0) -> QuantizeResult:
+    """Quantize ``fp32_path`` into ``dest`` (written in place: callers pass a temporary) and run it against fp32.
+
+    ``keep_float``: a count of leading compute nodes, or node names, that stay in float (``"auto"`` is
+    :func:`_quantize_auto`'s)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -161,9 +211,13 @@ def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_cha
             # Shape inference (which the quantizer needs for per-channel axes) and ORT's fusions before the
             # QDQ pairs are placed, so that each fused op is quantized once.
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        except Exception as err:  # noqa: BLE001 - the quantizer raises what its ops raise
+            raise ExportError(f"{fp32_path}: ONNX Runtime cannot quantize the model ({one_line(err)})") from None
+        keep = float_nodes(onnx.load(str(pre), load_external_data=False), keep_float)
+        try:
             quantize_static(str(pre), str(dest), _reader(name, batches), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=qtype,
-                            calibrate_method=getattr(CalibrationMethod, METHODS[method]))
+                            calibrate_method=getattr(CalibrationMethod, METHODS[method]), nodes_to_exclude=keep)
             # The quantizer's long generated names and its all-zero bias and conv-weight zero points are a large
             # share of a small model's file: shortened and dropped, exactly (the file is then run against fp32
             # below, as written).
@@ -183,12 +237,64 @@ def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_cha
         total += b.shape[0]
     return QuantizeResult(path=dest, file_bytes=dest.stat().st_size, fp32_bytes=Path(fp32_path).stat().st_size,
                           samples=total, activations=activations, per_channel=per_channel, method=method,
-                          ops=inspect_onnx(dest).ops, max_rel_err=float(max_rel), agreement=agree / total)
+                          ops=inspect_onnx(dest).ops, max_rel_err=float(max_rel), agreement=agree / total,
+                          float_nodes=keep)
+
+
+def _quantize_auto(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_channel: bool, activations: str,
+                   method: str, log: Callable[[str], None] | None = None,
+                   repeats: int = AUTO_REPEATS) -> QuantizeResult:
+    """``keep_float="auto"``: quantize with the first 0..:data:`AUTO_MAX_FLOAT` compute nodes left in float, time
+    each file against the fp32 one in alternation (ONNX Runtime, :data:`AUTO_THREADS` thread, batches
+    :data:`AUTO_BATCHES`, or the file's fixed batch) and write the fastest into ``dest``.
+
+    A longer prefix must beat the best shorter one by :data:`AUTO_MARGIN`. What was timed and chosen is in the
+    result's ``selection`` (and so in the file's ``metrics.json`` record). The timing is of the files as
+    written, in plain sessions: the speed the user's file gets on this machine.
+    """
+    import shutil
+
+    from .bench import benchmark
+
+    log = log or (lambda _msg: None)
+    with tempfile.TemporaryDirectory(prefix="tensorslim-keep-float-") as tmp:
+        n = len(compute_nodes(onnx.load(str(fp32_path), load_external_data=False)))
+        timed: dict[str, dict[str, float]] = {}
+        best: tuple[float, int, QuantizeResult] | None = None
+        for k in range(min(AUTO_MAX_FLOAT, n) + 1):
+            path = Path(tmp) / f"float{k}.onnx"
+            q = _quantize(fp32_path, path, batches, per_channel=per_channel, activations=activations,
+                          method=method, keep_float=k)
+            res = benchmark(str(path), against=str(fp32_path), batch_sizes=AUTO_BATCHES, threads=AUTO_THREADS,
+                            repeats=repeats, labels=(f"int8, {k} float", "fp32"))
+            ratios = {str(r.batch): round(float(r.speedup), 4) for r in res.comparison}
+            score = float(np.exp(np.mean(np.log(list(ratios.values())))))
+            timed[str(k)] = ratios
+            log(f"int8 with the first {k} compute node(s) in float: "
+                + ", ".join(f"batch {b} {v:.2f}x" for b, v in ratios.items()) + " the fp32 file's speed")
+            if best is None or score > best[0] * AUTO_MARGIN:
+                best = (score, k, q)
+        assert best is not None
+        score, k, q = best
+        shutil.copyfile(q.path, dest)
+    q.path = dest
+    q.selection = {"keep_float": "auto", "chosen": k, "speedup_vs_fp32": timed, "margin": AUTO_MARGIN,
+                   "batches": list(AUTO_BATCHES), "threads": AUTO_THREADS, "repeats": repeats,
+                   "runtime": "onnxruntime"}
+    return q
+
+
+def _quantize_any(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, keep_float: Any = 0,
+                  log: Callable[[str], None] | None = None, **opts: Any) -> QuantizeResult:
+    if keep_float == "auto":
+        return _quantize_auto(fp32_path, dest, batches, log=log, **opts)
+    return _quantize(fp32_path, dest, batches, keep_float=keep_float, **opts)
 
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: Any, *,
                   per_channel: bool = True, samples: int = DEFAULT_SAMPLES, activations: str = "uint8",
-                  method: str = "minmax", batch_size: int = 32, seed: int | None = 0) -> QuantizeResult:
+                  method: str = "minmax", batch_size: int = 32, seed: int | None = 0,
+                  keep_float: int | str | list[str] = 0, log: Callable[[str], None] | None = None) -> QuantizeResult:
     """Quantize the fp32 ONNX file ``fp32_path`` to int8 (QDQ) into ``out_path``, calibrated on ``calibration``.
 
     Args:
@@ -199,19 +305,22 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         samples: at most this many calibration samples (a Dataset: a random subset drawn with ``seed``).
         activations: ``"uint8"`` (default; see :data:`ACTIVATIONS`) or ``"int8"``; weights are always int8.
         method: ``"minmax"``, ``"percentile"`` or ``"entropy"`` (:data:`METHODS`).
+        keep_float: compute nodes left in float: the first ``keep_float`` of them (0: all quantized), a list
+            of node names, or ``"auto"``: 0 to :data:`AUTO_MAX_FLOAT` leading ones, each file timed against the
+            fp32 one on this machine and the fastest kept (:func:`_quantize_auto`; the result's ``selection``).
 
     ``out_path`` is written atomically, after the int8 file was run in ONNX Runtime on the calibration inputs
     beside the fp32 one (``max_rel_err`` and ``agreement`` of the result). Raises ExportError (one line) for bad
     arguments, bad calibration inputs or a model the quantizer cannot take.
     """
-    _check_options(activations, method, per_channel)
+    _check_options(activations, method, per_channel, keep_float)
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if out_path.is_dir():
         raise ExportError(f"{out_path}: is a directory; give the path of the .onnx file to write")
     batches = calibration_batches(calibration, fp32_path, samples=samples, batch_size=batch_size, seed=seed)
     with atomic_path(out_path) as tmp:
-        result = _quantize(fp32_path, tmp, batches, per_channel=per_channel, activations=activations,
-                           method=method)
+        result = _quantize_any(fp32_path, tmp, batches, per_channel=per_channel, activations=activations,
+                               method=method, keep_float=keep_float, log=log)
     result.path = out_path
     return result
 
@@ -247,6 +356,11 @@ class Int8Export:
         line = (f"{q.path}: {q.file_bytes:,} bytes int8 ({q.size_ratio:.2f}x smaller than fp32 "
                 f"{q.fp32_bytes:,}), calibrated on {q.samples} samples, top-1 agreement with fp32 "
                 f"{100 * q.agreement:.1f} %")
+        if q.float_nodes:
+            line += f"; {len(q.float_nodes)} compute node(s) left in float ({', '.join(q.float_nodes)})"
+        if q.selection:
+            fast = q.selection["speedup_vs_fp32"][str(q.selection["chosen"])]
+            line += " (chosen by timing; " + ", ".join(f"batch {b} {v:.2f}x" for b, v in fast.items()) + " fp32)"
         return line + _measured(self.dataset, self.split, self.accuracy, self.fp32_accuracy, "int8", "fp32")
 
 
@@ -254,19 +368,21 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
                 samples: int = DEFAULT_SAMPLES, evaluate: str | None = "auto", split: str = "test",
                 data_dir: str | os.PathLike | None = None, input_shape: Any = None, weights: str | None = None,
                 per_channel: bool = True, activations: str = "uint8", method: str = "minmax", seed: int = 0,
-                record: bool = True, log: Callable[[str], None] | None = None, **options: Any) -> Int8Export:
+                keep_float: int | str | list[str] = 0, record: bool = True, log: Callable[[str], None] | None = None,
+                **options: Any) -> Int8Export:
     """Export ``target`` (a model directory or name) to an int8 ONNX file ``out`` and measure its accuracy.
 
     ``calibrate``: a dataset name (a random sample of ``samples`` images of its **training** split, no
     augmentation) or any source of :func:`.verify.input_batches`. ``evaluate``: the dataset whose ``split``
     (default test) measures both files (``"auto"``: ``calibrate`` when it is a name, else the model's own
-    dataset; None: no accuracy). With ``record`` and a model directory, the measurement goes to its
-    ``metrics.json`` under ``exports[out's file name]`` (:func:`tensorslim.records.parse_exports`).
+    dataset; None: no accuracy). ``keep_float``: as in :func:`quantize_onnx`. With ``record`` and a model
+    directory, the measurement goes to its ``metrics.json`` under ``exports[out's file name]``
+    (:func:`tensorslim.records.parse_exports`).
     ``options`` go to :func:`.onnx.export_target` (``opset``, ``batch``, ``rtol``, ``exporter``, ``target``,
     ``realise``).
     """
     log = log or (lambda _msg: None)
-    _check_options(activations, method, per_channel)
+    _check_options(activations, method, per_channel, keep_float)
     job = _job(target, out, calibrate, evaluate, record, data_dir, ".onnx")
     if "passes" in inspect.signature(export_onnx).parameters:  # the exporter's graph passes: none for int8, since
         options.setdefault("passes", [])  # channel padding serves ORT's float NCHWc kernels; in int8 it is zeros
@@ -277,8 +393,8 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
         batches = calibration_batches(job.source, fp32.path, samples=samples, seed=seed)
         log(f"quantizing to int8 (QDQ, per-channel weights) on {sum(len(b) for b in batches)} calibration samples")
         with atomic_path(job.out) as dest:
-            q = _quantize(fp32.path, dest, batches, per_channel=per_channel, activations=activations,
-                          method=method)
+            q = _quantize_any(fp32.path, dest, batches, per_channel=per_channel, activations=activations,
+                              method=method, keep_float=keep_float, log=log)
             accuracy = fp32_accuracy = None
             if job.evaluate:
                 log(f"measuring both files on {job.evaluate} {split} in ONNX Runtime")
