@@ -29,12 +29,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from .. import _interrupt, data
+from .. import _interrupt, data, modeldir
 from ..cost import profile
 from ..errors import TensorSlimError
 from ..study.progress import Deadline, format_seconds, parse_duration
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
 from ..train import TrainConfig, evaluate, train
+from .estimate import describe, estimate
 from .objectives import OBJECTIVES, check_objectives, measure_latency
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
 from .strategy import get_strategy
@@ -326,6 +327,8 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
     cfg.log(f"study {name!r} on {storage_url}: strategy {strat.name}, objectives {', '.join(cfg.objectives)}, "
             f"rank mode {cfg.rank_mode}, {cfg.n_trials} trials ({c.get('complete', 0) + c.get('pruned', 0)} finished "
             "already)")
+    _log_estimate(cfg, space, len(train_set), len(val_set),
+                  max(0, cfg.n_trials - c.get("complete", 0) - c.get("pruned", 0)))
     _interrupt.quiet_optuna_interrupts()
     gone: dict[int, tuple[str, float]] = {}
     deadline, mine, started = Deadline(cfg.time_budget), 0, time.perf_counter()
@@ -356,8 +359,11 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
         mine += 1
         spent = time.perf_counter() - started
         left = max(0, cfg.n_trials - done - 1)
+        eta, why = spent / mine * left, "for the rest"
+        if deadline.left() is not None and deadline.left() < eta:
+            eta, why = deadline.left(), f"(time budget {format_seconds(cfg.time_budget)})"
         cfg.log(f"trials: about {done + 1}/{cfg.n_trials} finished; this worker {mine} in {format_seconds(spent)} "
-                f"({3600 * mine / spent:.1f}/h), ETA {format_seconds(spent / mine * left)} for the rest"
+                f"({3600 * mine / spent:.1f}/h), ETA {format_seconds(eta)} {why}"
                 + ("" if mine > 1 else " (estimated from this first trial)"))
     elapsed = time.perf_counter() - started
     with _interrupt.deferred():  # trials per hour over all workers, for pareto.json
@@ -365,6 +371,23 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
                          {"trials": mine, "seconds": round(elapsed, 4)})  # 4 places: a fast worker run is under 0.05 s
     cfg.log(f"study {name!r}: {_counts(st)}")
     return st
+
+
+def _log_estimate(cfg: SearchConfig, space: SearchSpace, train_images: int, val_images: int, trials_left: int
+                  ) -> dict[str, Any]:
+    """Print (and return) the wall-time estimate of what this run will do, before its first trial."""
+    from .final import baseline_spec  # final imports this module
+
+    retrain = cfg.out is not None and cfg.retrain
+    final = (cfg.final or Fidelity(epochs=10, max_batches=None, val_batches=None)) if retrain else None
+    shape = tuple(space.input_shape)
+    builders = [(n, lambda n=n: modeldir.build(baseline_spec(n, shape, space.num_classes), shape))
+                for n in (cfg.baselines if retrain else ())]
+    est = estimate(space, trials_left=trials_left, low=cfg.low_fidelity, final=final, final_top=cfg.final_top,
+                   baselines=builders, train_images=train_images, val_images=val_images,
+                   time_budget=cfg.time_budget, seed=cfg.seed or 0)
+    cfg.log(describe(est, format_seconds, final.epochs if final else None, cfg.final_top))
+    return est
 
 
 def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_ranks: Any,
