@@ -11,6 +11,11 @@ For each model directory under benchmarks/models/ (model.json + weights.safetens
 * for a compressed model, its ORT batch-1 speedup against its baseline (``tensorslim.export.benchmark``:
   both ONNX files timed in alternation, 1 intra-op thread).
 
+And the int8 headline (``benchmarks/results/int8.json``, the int8 table of BENCHMARKS.md): the committed factorized
+model quantized again exactly as recorded (same calibration samples and seed, the recorded number of leading
+compute nodes left in float), its file bytes and the fp32 dense file's (exactly), its test accuracy in ONNX
+Runtime (±0.05 pt) and its speedup against the fp32 factorized file at batch 1 and 32 (±25 %).
+
 The numbers printed in BENCHMARKS.md are the tables ``committed``, ``target`` and ``provenance``, rendered by
 benchmarks/render.py from benchmarks/results/verify.json. This script first checks that those tables are
 exactly what render.py writes from that JSON, then compares each measured figure with the JSON: accuracy
@@ -37,7 +42,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 MODELS = BENCH / "models"
 RESULTS = BENCH / "results"
-TABLES = {"committed", "target", "provenance"}
+TABLES = {"committed", "target", "provenance", "int8"}
 ACC_TOL = 0.05  # points
 SPEEDUP_TOL = 0.25  # relative
 THREADS = 1
@@ -199,6 +204,50 @@ def compare(measured: dict[str, dict], recorded: dict, models: Path, *, timing: 
     return problems, rows
 
 
+def verify_int8(results: Path, models: Path, *, timing: bool, repeats: int = REPEATS, log=print
+                ) -> tuple[list[str], list[list[str]]]:
+    """Re-make the int8 headline file as int8.json records it and compare its figures (see the docstring)."""
+    from tensorslim import data
+    from tensorslim.export import benchmark, evaluate_onnx, export_int8, export_target
+
+    doc = json.loads((results / "int8.json").read_text())
+    meta, files = doc["meta"], doc["files"]
+    chosen = meta["quantization"].get("float_selection", {}).get("chosen", len(meta["quantization"].get(
+        "float_nodes", [])))
+    problems: list[str] = []
+    rows: list[list[str]] = []
+
+    def row(what: str, printed, got, ok: bool, fmt: str) -> None:
+        rows.append(["int8 headline", what, format(printed, fmt), format(got, fmt), "ok" if ok else "MISMATCH"])
+        if not ok:
+            problems.append(f"int8 headline: {what}: BENCHMARKS.md says {format(printed, fmt)}, measured "
+                            f"{format(got, fmt)}")
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tensorslim-verify-int8-") as tmp:
+        dense, fp32, int8 = Path(tmp) / "dense.onnx", Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        export_target(models / meta["dense"], dense)
+        export_target(models / meta["factorized"], fp32)
+        export_int8(models / meta["factorized"], int8, DATASET, samples=meta["samples"], evaluate=None,
+                    record=False, keep_float=chosen)
+        for label, path in (("fp32 dense", dense), ("int8 factorized", int8)):
+            row(f"{label} file bytes", files[label]["bytes"], path.stat().st_size,
+                path.stat().st_size == files[label]["bytes"], ",")
+        acc = evaluate_onnx(int8, data.load(DATASET, "test", augment=False))["accuracy"]
+        row("int8 factorized test accuracy %", files["int8 factorized"]["accuracy"], acc,
+            abs(acc - files["int8 factorized"]["accuracy"]) <= ACC_TOL, ".2f")
+        if timing:
+            res = benchmark(str(int8), against=str(fp32), batch_sizes=(1, 32), threads=THREADS,
+                            repeats=max(1, repeats // 10), labels=("int8", "fp32"))
+            recorded = doc["goal"]["speedup_vs_fp32_factorized"]
+            for r in res.comparison:
+                want = recorded[str(r.batch)]
+                row(f"int8 vs fp32 factorized, b{r.batch} (±25 %)", want, r.speedup,
+                    abs(r.speedup / want - 1) <= SPEEDUP_TOL, ".2f")
+    log(f"  int8 headline: measured in {time.perf_counter() - t0:.1f} s")
+    return problems, rows
+
+
 def record(models: Path, results: Path, repeats: int) -> int:
     import onnxruntime
     import torch
@@ -227,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-timing", action="store_true", help="skip the ORT speedup")
     ap.add_argument("--record", action="store_true", help="measure and write results/verify.json")
-    ap.add_argument("--only", nargs="+", help="verify only these committed models")
+    ap.add_argument("--only", nargs="+", help="verify only these committed models ('int8': the int8 headline)")
     ap.add_argument("--benchmarks-md", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder holding verify.json")
     ap.add_argument("--models", type=Path, default=MODELS, help="folder of committed model directories")
@@ -265,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                            pytorch_accuracy=args.pytorch_accuracy)
     more, rows = compare(measured, recorded, args.models, timing=timing, only=only)
     problems += more
+    if only is None or "int8" in only:
+        more, int8_rows = verify_int8(args.results, args.models, timing=timing, repeats=args.repeats)
+        problems += more
+        rows += int8_rows
     head = ["model", "figure", "BENCHMARKS.md", "measured", ""]
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:

@@ -45,6 +45,7 @@ def copies(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     shutil.copy(BENCH / "results" / "verify.json", results / "verify.json")
+    shutil.copy(BENCH / "results" / "int8.json", results / "int8.json")
     models = tmp_path / "models"
     shutil.copytree(BENCH / "models", models)
     return {"md": md, "results": results, "models": models}
@@ -106,3 +107,19 @@ def test_fails_when_the_table_and_its_json_agree_but_the_model_does_not(verify, 
     assert not render.check(copies["md"], copies["results"], only=verify.TABLES)
     assert verify.main(_args(copies, "--only", SMALL)) == 1
     assert f"{SMALL}: params: BENCHMARKS.md says {row['params']:,}" in capsys.readouterr().err
+
+
+def test_the_int8_headline_is_re_measured_and_a_changed_figure_fails(verify, copies, capsys):
+    assert verify.main(_args(copies, "--only", "int8")) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "int8 factorized file bytes" in out and "int8 factorized test accuracy %" in out
+    # one more byte in the JSON and the copy of BENCHMARKS.md rendered from it: consistent tables, wrong figure
+    render = _load("render")
+    path = copies["results"] / "int8.json"
+    doc = json.loads(path.read_text())
+    doc["files"]["int8 factorized"]["bytes"] += 1
+    path.write_text(json.dumps(doc))
+    copies["md"].write_text(render.render_text(copies["md"].read_text(), copies["results"], only=verify.TABLES))
+    assert verify.main(_args(copies, "--only", "int8")) == 1
+    err = capsys.readouterr().err
+    assert "int8 headline: int8 factorized file bytes: BENCHMARKS.md says " in err
