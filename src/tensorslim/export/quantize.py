@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ import torch
 from .. import data
 from .._atomic import atomic_path
 from ._common import ExportError, one_line
+from .bench import benchmark
 from .compact import compact_names, drop_zero_points
 from .graph import inspect_onnx
 from .onnx import ExportResult, export_onnx, export_target
@@ -252,10 +254,6 @@ def _quantize_auto(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, pe
     result's ``selection`` (and so in the file's ``metrics.json`` record). The timing is of the files as
     written, in plain sessions: the speed the user's file gets on this machine.
     """
-    import shutil
-
-    from .bench import benchmark
-
     log = log or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="tensorslim-keep-float-") as tmp:
         n = len(compute_nodes(onnx.load(str(fp32_path), load_external_data=False)))
