@@ -12,9 +12,9 @@ One ``tensorslim search`` run, the product's own command, resumable (rerun it to
   SGD, nesterov momentum 0.9, lr 0.05, weight decay 5e-4, cosine schedule, batch 128, no augmentation,
   ``--final-epochs`` epochs) and measured on the **test** split.
 
-MobileNetV2 is built and its params counted (the ×-fewer column), but not trained here: one epoch takes
-~9.6 min on 2 cores (measured by ``--collect``'s timing of its training batches), so the 15-epoch recipe would
-take ~2.4 h on its own. ``--collect`` reads a finished run into ``benchmarks/results/search-full.json`` and
+MobileNetV2 is built and its params counted (the ×-fewer column), but not trained here: one epoch took
+~12 min on 2 cores (``--collect`` times its training batches), so the 15-epoch recipe would
+take ~3 h on its own. ``--collect`` reads a finished run into ``benchmarks/results/search-full.json`` and
 checks the goal: a TCL-head front model with >= 93.0 % test accuracy at <= 110,000 params, search and final
 training together <= 2 h.
 

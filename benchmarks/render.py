@@ -546,8 +546,9 @@ def render_search_full(results: Path | None = None) -> str:
                f"{g['max_hours']:.0f} h: {'met' if g['time_met'] else 'not met'}; search "
                f"{d['search_seconds'] / 60:.0f} min, final training {d['final_seconds'] / 60:.0f} min; the baselines' "
                "training is not counted).")
-    counts = (f"Trials: {c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned (of which the ones over the "
-              f"space's params / MACs limits cost no training), {tp['trials_per_hour']:.0f} trials per hour; "
+    counts = (f"Trials: {c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned during training (multi-fidelity), "
+              f"{c.get('over_budget', 0)} over the space's params / MACs limits (no training); "
+              f"{tp['trials_per_hour']:.0f} trials per hour; "
               f"hypervolume {d['hypervolume']:.3f}, {d['pareto_size']} models on the low-fidelity front, "
               f"{len(d['finals'])} retrained.")
     return (source_line(d["script"], "search-full.json", also=f" (which runs `{d['command']}`)")
