@@ -23,7 +23,7 @@ from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
 from ..train import evaluate, train
 from .objectives import OBJECTIVES, normalise
-from .run import ATTR, Fidelity, SearchResult, _counts, throughput
+from .run import ATTR, DEFAULT_FINAL, Fidelity, SearchResult, _counts, throughput
 from .space import SearchSpace, count, spec
 
 #: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
@@ -155,7 +155,7 @@ def finalize(
     out = Path(out)
     defn = study.user_attrs[ATTR]
     dataset = defn["dataset"]
-    final = final or Fidelity(epochs=10, max_batches=None, val_batches=None)
+    final = final or DEFAULT_FINAL
     front = pareto_trials(study)
     chosen = _select(front, final_top)
     hv, reference = study_hypervolume(study)

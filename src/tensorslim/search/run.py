@@ -66,6 +66,10 @@ class Fidelity:
                            seed=seed, max_batches=self.max_batches)
 
 
+#: the full-fidelity retraining when none is given: 10 whole epochs, validated on the whole split
+DEFAULT_FINAL = Fidelity(epochs=10, max_batches=None, val_batches=None)
+
+
 @dataclasses.dataclass
 class Pruner:
     """Prune a trial after an epoch that is not its last when its accuracy is at most ``chance_factor``×chance,
@@ -379,7 +383,7 @@ def _log_estimate(cfg: SearchConfig, space: SearchSpace, train_images: int, val_
     from .final import baseline_spec  # final imports this module
 
     retrain = cfg.out is not None and cfg.retrain
-    final = (cfg.final or Fidelity(epochs=10, max_batches=None, val_batches=None)) if retrain else None
+    final = (cfg.final or DEFAULT_FINAL) if retrain else None
     shape = tuple(space.input_shape)
     builders = [(n, lambda n=n: modeldir.build(baseline_spec(n, shape, space.num_classes), shape))
                 for n in (cfg.baselines if retrain else ())]
