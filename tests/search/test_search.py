@@ -155,3 +155,58 @@ def test_config_is_checked_when_made_and_not_mixed_with_keywords():
         SearchConfig(objectives=("params",))
     with pytest.raises(TypeError, match="a config or keyword options, not both"):
         run_study("synthetic", SearchConfig(), n_trials=3)
+
+
+def test_final_augmentation_reaches_the_training_split_only(tmp_path, monkeypatch):
+    """``Fidelity.augment`` augments the finalists' training images (the dataset's standard 2-pixel translation
+    for synthetic data, whose default is none), never the validation or test images, is recorded in
+    metrics.json, and a finished directory trained with another setting is retrained, not reused."""
+    from tensorslim import data
+    from tensorslim.data import Augment
+    from tensorslim.search import final as final_mod
+
+    seen = []
+    real_train = final_mod.train
+
+    def spy(model, train_set, val_set, cfg, **kw):
+        seen.append((train_set.augment, None if val_set is None else val_set.augment))
+        return real_train(model, train_set, val_set, cfg, **kw)
+
+    loads = []
+    real_load = data.load
+
+    def load_spy(dataset, split, *a, **kw):
+        ds = real_load(dataset, split, *a, **kw)
+        loads.append((split, ds.augment))
+        return ds
+
+    monkeypatch.setattr(final_mod, "train", spy)
+    monkeypatch.setattr(final_mod.data, "load", load_spy)
+    arch = tiny_space().max_architecture()
+    dest = tmp_path / "m"
+    for augment, expected in ((None, None), (True, Augment(pad=2, flip=False)), (False, None)):
+        model = modeldir.build(final_mod.spec(arch), arch["input_shape"])
+        m = final_mod.train_final(model, dest, "synthetic", Fidelity(epochs=1, max_batches=1, val_batches=None,
+                                                                     batch_size=32, augment=augment),
+                                  dataset_options=DATA_OPTIONS, log=lambda s: None)
+        assert seen[-1] == (expected, None)
+        assert dict(loads[-3:]) == {"train": expected, "val": None, "test": None}
+        assert json.loads((dest / "metrics.json").read_text())["final_augment"] is augment is m["final_augment"]
+    assert len(seen) == 3  # each setting trained anew
+
+
+def test_search_command_passes_augmentation_to_both_fidelities(monkeypatch):
+    from tensorslim.cli import search as cli_search
+
+    got = {}
+
+    def fake_search(dataset, **kw):
+        got.update(low=kw["low_fidelity"].augment, final=kw["final"].augment)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_search, "search", fake_search)
+    for argv, want in (([], (None, None)), (["--augment", "--final-augment"], (True, True)),
+                       (["--no-augment", "--final-augment"], (False, True))):
+        with pytest.raises(SystemExit):
+            cli_search.main(["--data", "synthetic", "--out", "unused", *argv])
+        assert (got["low"], got["final"]) == want

@@ -60,6 +60,11 @@ def _batches(text: str, what: str) -> int | None:
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--final-epochs", type=int, default=10, show_default=True, help="Full-fidelity epochs of the finalists.")
 @click.option("--final-max-batches", default="all", show_default=True, help="Batches per final epoch ('all').")
+@click.option("--augment/--no-augment", "augment", default=None,
+              help="Augment the training images of the trials (default: the dataset's standard choice).")
+@click.option("--final-augment/--no-final-augment", "final_augment", default=None,
+              help="Augment the training images of the finalists and baselines (default: the dataset's standard "
+                   "choice; Fashion-MNIST: none).")
 @click.option("--final-top", type=int, default=4, show_default=True, help="At most this many Pareto models retrained.")
 @click.option("--baselines", default="mobilenetv2,resnet20", show_default=True,
               help="Reference models trained on the same final budget ('' for none).")
@@ -77,7 +82,8 @@ def _batches(text: str, what: str) -> int | None:
 def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space_file: str | None, rank_mode: str,
                fixed_ranks: str | None, objectives: str, n_trials: int, storage: str | None, study: str | None,
                strategy: str, population: int | None, out: str | None, epochs: int, max_batches: str,
-               val_batches: str, batch_size: int, final_epochs: int, final_max_batches: str, final_top: int,
+               val_batches: str, batch_size: int, final_epochs: int, final_max_batches: str, augment: bool | None,
+               final_augment: bool | None, final_top: int,
                baselines: str, worker_only: bool, no_prune: bool, no_report: bool, seed: int, heartbeat: int,
                grace: int | None, threads: int | None, time_budget: str | None, as_json: bool) -> None:
     """Multi-objective architecture search with TCL heads; several workers may share one --storage/--study."""
@@ -88,9 +94,9 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
     options = {"population_size": population} if population and strategy == "nsga2" else {}
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     low = Fidelity(epochs=epochs, max_batches=_batches(max_batches, "--max-batches"),
-                   val_batches=_batches(val_batches, "--val-batches"), batch_size=batch_size)
+                   val_batches=_batches(val_batches, "--val-batches"), batch_size=batch_size, augment=augment)
     final = Fidelity(epochs=final_epochs, max_batches=_batches(final_max_batches, "--final-max-batches"),
-                     val_batches=None, batch_size=batch_size)
+                     val_batches=None, batch_size=batch_size, augment=final_augment)
     result = search(dataset, space=space_file, rank_mode=rank_mode, fixed_ranks=_floats(fixed_ranks, "--fixed-ranks"),
                     objectives=words(objectives), n_trials=n_trials, storage=storage, study=study, strategy=strategy,
                     strategy_options=options, out=out, data_dir=data_dir, image_size=image_size,

@@ -90,15 +90,15 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
     if metrics_file.is_file():
         done = json.loads(metrics_file.read_text())
         if isinstance(done.get("accuracy"), dict) and "test" in done["accuracy"] and \
-                done.get("final_epochs") == fid.epochs:
+                done.get("final_epochs") == fid.epochs and done.get("final_augment") == fid.augment:
             log(f"{dest}: already trained and evaluated")
             return done
     kwargs = dict(dataset_options or {})
     if image_size is not None:
         kwargs["image_size"] = image_size
-    train_set = data.load(dataset, "train", data_dir, **kwargs)
-    val_set = data.load(dataset, "val", data_dir, **kwargs)
-    test_set = data.load(dataset, "test", data_dir, **kwargs)
+    train_set = data.load(dataset, "train", data_dir, augment=fid.augment, **kwargs)
+    val_set = data.load(dataset, "val", data_dir, augment=False, **kwargs)
+    test_set = data.load(dataset, "test", data_dir, augment=False, **kwargs)
     shape = tuple(train_set.input_shape)
     t0 = time.perf_counter()
     # val_batches=None: the whole validation split after every epoch; else a subset, after the last one only
@@ -111,7 +111,8 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
     total = profile(model, shape).total
     metrics = {"accuracy": {"test": test["accuracy"], "val": val_acc},
                "params": int(total.params), "macs": int(total.macs), "final_epochs": fid.epochs,
-               "final_max_batches": fid.max_batches, "train_seconds": round(time.perf_counter() - t0, 1),
+               "final_max_batches": fid.max_batches, "final_augment": fid.augment,
+               "train_seconds": round(time.perf_counter() - t0, 1),
                "history": history, **(extra_metrics or {})}
     modeldir.save(model, dest, dataset=dataset, input_shape=shape, metrics=metrics)
     log(f"{dest}: test acc {test['accuracy']:.2f}%, {int(total.params):,} params, {int(total.macs) / 1e6:.2f} M MACs")

@@ -47,7 +47,10 @@ ATTR = "tensorslim_search"
 @dataclasses.dataclass
 class Fidelity:
     """How one model is trained: ``epochs`` of at most ``max_batches`` batches (None: the whole split), then
-    evaluated on at most ``val_batches`` batches of 500 (None: the whole split)."""
+    evaluated on at most ``val_batches`` batches of 500 (None: the whole split). ``augment``: the training
+    split's augmentation (None: the dataset's default, i.e. none for Fashion-MNIST and digits, random crop and
+    flip for CIFAR and Imagenette; True: the dataset's standard augmentation; False: none). Validation and test
+    images are never augmented."""
 
     epochs: int = 2
     max_batches: int | None = 50
@@ -55,6 +58,7 @@ class Fidelity:
     batch_size: int = 128
     optimizer: str = "sgd"
     lr: float | None = None
+    augment: bool | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or (self.max_batches is not None and self.max_batches < 1):
@@ -291,12 +295,13 @@ def _worker_seed(seed: int | None, study: Any, shared: bool) -> int | None:
     return (seed + 1009 * existing + (os.getpid() if shared else 0)) % (2**31 - 1)
 
 
-def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dict[str, Any]):
+def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dict[str, Any],
+               augment: bool | None = None):
     kwargs = dict(options)
     if image_size is not None:
         kwargs["image_size"] = image_size
-    sets = {split: data.load(dataset, split, data_dir, **kwargs) for split in ("train", "val")}
-    return sets["train"], sets["val"]
+    return (data.load(dataset, "train", data_dir, augment=augment, **kwargs),
+            data.load(dataset, "val", data_dir, augment=False, **kwargs))
 
 
 # ------------------------------------------------------------------------------------------------ worker
@@ -308,7 +313,8 @@ def run_study(dataset: str, config: SearchConfig | None = None, **options: Any) 
     ``config`` is a :class:`SearchConfig` (its worker part: the retraining fields are not used), or its fields
     as keywords."""
     cfg = SearchConfig.of(config, options, "run_study")
-    train_set, val_set = _load_data(dataset, cfg.data_dir, cfg.image_size, cfg.dataset_options or {})
+    train_set, val_set = _load_data(dataset, cfg.data_dir, cfg.image_size, cfg.dataset_options or {},
+                                    cfg.low_fidelity.augment)
     input_shape, num_classes = tuple(train_set.input_shape), int(train_set.num_classes)
     space = resolve_space(cfg.space, input_shape, num_classes)
     strat = get_strategy(cfg.strategy, **(cfg.strategy_options or {}))
