@@ -12,10 +12,12 @@ Three files, each measured as a file in ONNX Runtime:
    against it: the same quantization with int8 activations (to check the default) and with every node in
    int8 (what the choice gains).
 
-The phone runtime, as ``.pte`` files in ``executorch.runtime`` (XNNPACK, batch 1): the factorized model as an
-fp32 program (``export_pte_target``) and as an int8 one (``export_pte_int8``: PT2E with XNNPACK's quantizer,
-per-channel int8 weights, the same calibration images); file bytes, test accuracy of each file run itself
-(``evaluate_pte``), and 1-thread XNNPACK latency at batch 1, timed in alternation (``runtime="executorch"``).
+The phone runtime, as ``.pte`` files in ``executorch.runtime`` (XNNPACK): the dense and the factorized model as
+fp32 programs (``export_pte_target``) and the factorized one as int8 (``export_pte_int8``: PT2E with XNNPACK's
+quantizer, per-channel int8 weights, the same calibration images), each at batch 1 and 32 (a program has a fixed
+batch); file bytes, test accuracy of each batch-1 file run itself (``evaluate_pte``), and 1-thread XNNPACK
+latency, int8 timed in alternation with fp32 factorized and fp32 factorized with fp32 dense
+(``runtime="executorch"``).
 
 For each: file bytes and top-1 accuracy on the Fashion-MNIST *test* split (``evaluate_onnx``, every file run
 itself). Latency: 1-thread ORT at batch 1 and 32, each pair timed in alternation (``tensorslim.export.benchmark``
@@ -47,6 +49,7 @@ DENSE = "convnet-wide-fashion-mnist"
 #: ``--factorized convnet-wide-budget-p01`` measures the params<=0.1 headline model instead
 FACTORIZED = "convnet-wide-budget-p007"
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_int8.py"
+PTE_BATCHES = (1, 32)
 GOAL = {"size_ratio": 40.0, "drop_pt": 1.0, "speedup": 1.0}
 
 
@@ -112,32 +115,49 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
 
 
 def run_pte(samples: int, repeats: int, work: Path, test, only: bool = False, factorized: str = FACTORIZED) -> dict:
-    """The factorized model as fp32 and int8 ``.pte`` files: bytes, test accuracy, XNNPACK latency at batch 1."""
+    """The dense and factorized models as fp32 ``.pte`` files and the factorized one as int8: bytes, test accuracy
+    (of the batch-1 programs) and XNNPACK latency at batch 1 and 32 (one program per batch size; int8 timed in
+    alternation with fp32 factorized, fp32 factorized with fp32 dense)."""
     import os
     from importlib.metadata import version
 
     from tensorslim.export import benchmark, evaluate_pte, export_pte_int8, export_pte_target
 
     load = os.getloadavg()[0]
-    paths = {"fp32 factorized .pte": work / "factorized.pte", "int8 factorized .pte": work / "factorized.int8.pte"}
-    export_pte_target(MODELS / factorized, paths["fp32 factorized .pte"])
-    int8 = export_pte_int8(MODELS / factorized, paths["int8 factorized .pte"], "fashion-mnist", samples=samples,
-                           record=False)
+    names = ("fp32 dense .pte", "fp32 factorized .pte", "int8 factorized .pte")
+    paths = {(name, b): work / f"{name.replace(' ', '-')}.b{b}.pte" for name in names for b in PTE_BATCHES}
+    int8 = None
+    for b in PTE_BATCHES:
+        export_pte_target(MODELS / DENSE, paths["fp32 dense .pte", b], batch=b)
+        export_pte_target(MODELS / factorized, paths["fp32 factorized .pte", b], batch=b)
+        # the same seeded calibration sample at every batch size: the programs differ in their memory plan only
+        res = export_pte_int8(MODELS / factorized, paths["int8 factorized .pte", b], "fashion-mnist",
+                              samples=samples, record=False, batch=b, evaluate=None)
+        int8 = int8 or res
     files = {}
-    for name, path in paths.items():
+    for name in names:
+        path = paths[name, PTE_BATCHES[0]]
         files[name] = {"bytes": path.stat().st_size, "accuracy": evaluate_pte(path, test)["accuracy"]}
         print(f"{name:28s} {files[name]['bytes']:>10,} bytes  test {files[name]['accuracy']:.2f} %", flush=True)
-    labels = ("int8 factorized .pte", "fp32 factorized .pte")
-    res = benchmark(str(paths[labels[0]]), against=str(paths[labels[1]]), runtime="executorch", batch_sizes=(1,),
-                    threads=1, repeats=repeats, labels=labels)
-    pair = {"target": labels[0], "against": labels[1],
-            "median_ms": {m.label: {str(t.batch): t.median_ms for t in m.timings} for m in res.models},
-            "speedup": {str(r.batch): {"median": r.speedup, "min": r.min, "max": r.max} for r in res.comparison}}
+    pairs = []
+    for target, against in (("int8 factorized .pte", "fp32 factorized .pte"),
+                            ("fp32 factorized .pte", "fp32 dense .pte")):
+        pair = {"target": target, "against": against, "median_ms": {target: {}, against: {}}, "speedup": {}}
+        for b in PTE_BATCHES:
+            rounds = repeats if b == 1 else max(10, repeats // 4)
+            res = benchmark(str(paths[target, b]), against=str(paths[against, b]), runtime="executorch",
+                            batch_sizes=(b,), threads=1, repeats=rounds, labels=(target, against))
+            for m in res.models:
+                pair["median_ms"][m.label].update({str(t.batch): t.median_ms for t in m.timings})
+            pair["speedup"].update({str(r.batch): {"median": r.speedup, "min": r.min, "max": r.max, "rounds": rounds}
+                                    for r in res.comparison})
+        pairs.append(pair)
+        print(f"{target} vs {against}: " + ", ".join(f"b{b} {v['median']:.2f}x" for b, v in pair["speedup"].items()),
+              flush=True)
     command = COMMAND + (f" --factorized {factorized}" if factorized != FACTORIZED else "")
-    return {"command": command + " --pte-only" if only else command, "factorized": factorized,
-            "load_average": round(load, 2),
-            "repeats": repeats, "files": files, "pair": pair, "quantization": int8.quantization(),
-            "samples": int8.samples,
+    return {"command": command + " --pte-only" if only else command, "factorized": factorized, "dense": DENSE,
+            "load_average": round(load, 2), "repeats": repeats, "batches": list(PTE_BATCHES), "files": files,
+            "pair": pairs[0], "pairs": pairs, "quantization": int8.quantization(), "samples": int8.samples,
             "delegated_share": int8.program.delegated_share, "verify_max_rel_err": int8.program.max_rel_err,
             "executorch": version("executorch")}
 
@@ -178,12 +198,15 @@ def format_table(result: dict) -> str:
         f"{goal['speedup_vs_fp32_factorized']['1']:.2f}x b1, {goal['speedup_vs_fp32_factorized']['32']:.2f}x b32 "
         f"({'met' if goal['speedup_met'] else 'not met'})")
     if "pte" in result:
-        pte, fp32 = result["pte"], result["pte"]["files"]["fp32 factorized .pte"]
-        speed = pte["pair"]["speedup"]["1"]
+        pte = result["pte"]
+        fp32 = pte["files"].get("fp32 dense .pte", pte["files"]["fp32 factorized .pte"])  # the size/accuracy base
+        by_target = {p["target"]: p for p in pte.get("pairs", [pte["pair"]])}
         for name, f in pte["files"].items():
+            pair = by_target.get(name)
+            speed = "" if pair is None else " " + ", ".join(
+                f"{v['median']:.2f}x b{b}" for b, v in pair["speedup"].items()) + f" vs {pair['against']} (XNNPACK)"
             lines.append(f"{name:28s} {f['bytes']:>10,} {fp32['bytes'] / f['bytes']:>7.2f}x {f['accuracy']:>7.2f} "
-                         f"{fp32['accuracy'] - f['accuracy']:>+8.2f}"
-                         + (f" {speed['median']:>14.2f}x (XNNPACK b1)" if name == pte["pair"]["target"] else ""))
+                         f"{fp32['accuracy'] - f['accuracy']:>+8.2f}{speed}")
     return "\n".join(lines)
 
 

@@ -14,9 +14,15 @@ paired ratios t_dense / t_file), efficiency = speedup / MAC reduction (goal >= 0
 and its share of the measured 1-thread GEMM peak of this CPU (``tensorslim.export.roofline``), and the dense
 layer's share for comparison.
 
-Run: ``.venv/bin/python benchmarks/bench_realise.py [--repeats 30] [--quick]``; JSON goes to
-``benchmarks/results/realise.json``. Timings on a shared machine are noisy: ratios only, never absolute ms across
-runs.
+With ``--runtime executorch`` the same layers go to the phone runtime instead: ranks from the same rule for the
+``xnnpack-x86`` target (multiples of 16), each layer exported with ``tensorslim.export.export_pte`` (XNNPACK
+partitioner, verified in ``executorch.runtime``; one program per batch size) and timed in alternation with the
+dense layer's program (``benchmark(runtime="executorch")``); MACs are counted from the module
+(``tensorslim.cost``), and the GEMM peak is the same measured 1-thread peak of this CPU.
+
+Run: ``.venv/bin/python benchmarks/bench_realise.py [--repeats 30] [--quick] [--runtime executorch]``; JSON goes
+to ``benchmarks/results/realise.json`` (``realise-pte.json`` for ExecuTorch).
+Timings on a shared machine are noisy: ratios only, never absolute ms across runs.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch
 from torch import nn
 
 import tensorslim
-from tensorslim.export import benchmark, export_onnx
+from tensorslim.export import benchmark, export_onnx, export_pte
 from tensorslim.export.hardware import machine
 from tensorslim.export.realise import file_metadata
 from tensorslim.export.roofline import gemm_peak_gflops, gflops, onnx_macs
@@ -44,9 +50,10 @@ CONVS = [(64, 32), (128, 16), (256, 8)]
 REDUCTIONS = (2, 4, 8)
 BATCHES = (1, 32)
 TARGET = "ort-x86"
+PTE_TARGET = "xnnpack-x86"
 
 
-def cases(convs: list[tuple[int, int]], reductions: tuple[int, ...]) -> list[dict[str, Any]]:
+def cases(convs: list[tuple[int, int]], reductions: tuple[int, ...], target: str = TARGET) -> list[dict[str, Any]]:
     out = []
     for c, hw in convs:
         dense = init_like_trained(nn.Sequential(nn.Conv2d(c, c, 3, padding=1)), c)
@@ -55,7 +62,7 @@ def cases(convs: list[tuple[int, int]], reductions: tuple[int, ...]) -> list[dic
                 rule = {"layers": "0", "method": method, "macs_ratio": 1 / red, "options": {"form": "cp3"}
                         if method == "cp" else {}}
                 model, report = tensorslim.surgery.compress_with_report(dense, {"rules": [rule]}, (c, hw, hw),
-                                                                        target=TARGET)
+                                                                        target=target)
                 if not report.layers:
                     continue
                 model = init_like_trained(model, 7 * c + red)
@@ -70,13 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one size, 4x only, 8 repeats: a smoke run")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realise.json")
+    parser.add_argument("--runtime", choices=("ort", "executorch"), default="ort")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/realise.json (realise-pte.json for executorch)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "realise.json" if args.runtime == "ort" else "realise-pte.json"
+        args.out = Path(__file__).parent / "results" / name
     convs, reductions, repeats = CONVS, REDUCTIONS, args.repeats
     if args.quick:
         convs, reductions, repeats = CONVS[1:2], (4,), min(repeats, 8)
     torch.set_flush_denormal(True)
     peak = gemm_peak_gflops(1)
+    if args.runtime == "executorch":
+        return main_pte(args, convs, reductions, repeats, peak)
     meta = {**machine(), "threads": 1, "repeats": repeats, "warmup": args.warmup, "batches": list(BATCHES),
             "target": TARGET, "gemm_peak_gflops": peak, "quick": args.quick}
     print(f"# bench_realise: {meta['cpu']}, onnxruntime {meta['onnxruntime']}; 1 thread, {repeats} alternating "
@@ -99,25 +113,65 @@ def main(argv: list[str] | None = None) -> int:
                             {}).get("form", "as_exported")
                 res = benchmark(file, against=dense_files[c], batch_sizes=BATCHES, threads=1, repeats=repeats,
                                 warmup=args.warmup, labels=(case["method"], "dense"))
-                per = {}
-                for i, cmp in enumerate(res.comparison or []):
-                    ms, dms = res.models[0].timings[i].median_ms, res.models[1].timings[i].median_ms
-                    rate, drate = gflops(macs, cmp.batch, ms), gflops(dense_macs, cmp.batch, dms)
-                    per[str(cmp.batch)] = {"speedup": cmp.speedup, "min": cmp.min, "max": cmp.max,
-                                           "efficiency": cmp.speedup / (dense_macs / macs), "ms": ms,
-                                           "dense_ms": dms, "gflops": rate, "peak_share": rate / peak,
-                                           "dense_gflops": drate, "dense_peak_share": drate / peak}
+                per = _per_batch(res, macs, dense_macs, peak)
                 rows.append({"layer": case["layer"], "method": case["method"], "rank": case["rank"],
                              "realise": label, "form": form, "target_reduction": case["target_reduction"],
                              "macs": macs, "dense_macs": dense_macs, "mac_reduction": dense_macs / macs,
                              "batches": per})
                 print(".", end="", file=sys.stderr, flush=True)
+    return _finish(args.out, meta, rows)
+
+
+def main_pte(args: argparse.Namespace, convs: list[tuple[int, int]], reductions: tuple[int, ...], repeats: int,
+             peak: float) -> int:
+    """The per-layer table in ExecuTorch (XNNPACK): each factorized layer against the dense one, in alternation."""
+    from importlib.metadata import version
+
+    from tensorslim import cost
+
+    meta = {**machine(), "executorch": version("executorch"), "threads": 1, "repeats": repeats,
+            "warmup": args.warmup, "batches": list(BATCHES), "target": PTE_TARGET, "gemm_peak_gflops": peak,
+            "quick": args.quick, "runtime": "executorch"}
+    print(f"# bench_realise --runtime executorch: {meta['cpu']}, executorch {meta['executorch']}; 1 thread, "
+          f"{repeats} alternating rounds; target {PTE_TARGET}; measured GEMM peak {peak:.1f} GFLOP/s")
+    rows = []
+    for case in cases(convs, reductions, PTE_TARGET):
+        shape = (case["c"], case["hw"], case["hw"])
+        macs = int(cost.profile(case["model"], shape).total.macs)
+        dense_macs = int(cost.profile(case["dense"], shape).total.macs)
+        res = benchmark(case["model"], against=case["dense"], runtime="executorch", batch_sizes=BATCHES, threads=1,
+                        repeats=repeats, warmup=args.warmup, input_shape=shape, labels=(case["method"], "dense"))
+        with tempfile.TemporaryDirectory(prefix="bench-realise-pte-") as tmp:  # batch 1: the delegated share
+            delegated = export_pte(case["model"], Path(tmp) / "layer.pte", shape).delegated_share
+        rows.append({"layer": case["layer"], "method": case["method"], "rank": case["rank"], "realise": "default",
+                     "form": "as_exported", "target_reduction": case["target_reduction"], "macs": macs,
+                     "dense_macs": dense_macs, "mac_reduction": dense_macs / macs,
+                     "batches": _per_batch(res, macs, dense_macs, peak), "delegated_share": delegated})
+        print(".", end="", file=sys.stderr, flush=True)
+    return _finish(args.out, meta, rows)
+
+
+def _finish(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    """Print the table and write the JSON."""
     print(file=sys.stderr)
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    print(f"\nJSON: {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    print(f"\nJSON: {out}")
     return 0
+
+
+def _per_batch(res: Any, macs: int, dense_macs: int, peak: float) -> dict[str, Any]:
+    """Per batch size: paired speedup (min–max), efficiency, both medians, GFLOP/s and share of the peak."""
+    per = {}
+    for i, cmp in enumerate(res.comparison or []):
+        ms, dms = res.models[0].timings[i].median_ms, res.models[1].timings[i].median_ms
+        rate, drate = gflops(macs, cmp.batch, ms), gflops(dense_macs, cmp.batch, dms)
+        per[str(cmp.batch)] = {"speedup": cmp.speedup, "min": cmp.min, "max": cmp.max,
+                               "efficiency": cmp.speedup / (dense_macs / macs), "ms": ms, "dense_ms": dms,
+                               "gflops": rate, "peak_share": rate / peak, "dense_gflops": drate,
+                               "dense_peak_share": drate / peak}
+    return per
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -32,6 +32,18 @@ SPACE = BENCH / "spaces" / "fashion-mnist-110k.json"
 FIXED = (0.5, 0.5, 0.5)
 
 
+def _plain(value):
+    """numpy scalars (from the study's records) as Python numbers for JSON."""
+    return value.item()
+
+
+def _study_seconds(study) -> float | None:
+    """Wall time of a study from its trials' own start and end times (a resumed or re-read study keeps it)."""
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -67,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                  for t in st.get_trials(deepcopy=False)),
                    "best_val_accuracy": best.user_attrs["values"]["accuracy"] if best else None,
                    "best_params": best.user_attrs["params"] if best else None,
-                   "seconds": round(time.perf_counter() - t0, 1)}
+                   "seconds": round(_study_seconds(st) or time.perf_counter() - t0, 1)}
             runs.append(run)
             print(f"seed {seed} {mode:<5}: hypervolume {hv:.4f}, best val acc {run['best_val_accuracy']:.2f} % "
                   f"({run['complete']} complete, {run['pruned']} pruned, {run['seconds'] / 60:.1f} min)", flush=True)
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
            "space": str(SPACE.relative_to(ROOT)), "fixed_ranks": list(FIXED), "low_fidelity": vars(low),
            "trials": args.trials, "hypervolume_reference": reference, "runs": runs, "summary": summary,
            "auto_minus_fixed": diffs, "auto_wins_hypervolume": wins, "seeds": len(args.seeds)}
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    args.out.write_text(json.dumps(doc, indent=1, default=_plain) + "\n")
     for mode in ("auto", "fixed"):
         h, a = summary[mode]["hypervolume"], summary[mode]["best_val_accuracy"]
         print(f"{mode:<5}: hypervolume {h['mean']:.4f} ± {h['sd']:.4f}, best val acc {a['mean']:.2f} ± {a['sd']:.2f} %")
