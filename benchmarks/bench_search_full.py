@@ -77,6 +77,8 @@ def collect(out: Path, cmd: list[str]) -> dict:
                        "low_fidelity_accuracy": p["low_fidelity"]["accuracy"], "train_seconds": m["train_seconds"],
                        "dir": p["dir"]})
     for b in doc["baselines"]:
+        if b.get("test_accuracy") is None:  # diverged in training: nothing to read
+            continue
         m = json.loads((_dir(b["dir"]) / "metrics.json").read_text())
         base[b["model"]] = {"params": b["params"], "macs": b["macs"], "test_accuracy": b["test_accuracy"],
                             "train_seconds": m["train_seconds"]}

@@ -35,6 +35,10 @@ from .errors import TensorSlimError
 CHECKPOINT = "checkpoint/train_state.pt"
 
 
+class TrainingDiverged(TensorSlimError):
+    """The loss became NaN or infinite: the learning rate is too high for this model."""
+
+
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 10
@@ -235,7 +239,7 @@ def train(
                 loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * distillation_loss(
                     out_logits, t_logits, cfg.distill_temperature)
             if not torch.isfinite(loss):
-                raise TensorSlimError(f"training diverged at epoch {epoch + 1}, step {i} (loss {loss.item()}); "
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {i} (loss {loss.item()}); "
                                       "lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -210,3 +210,40 @@ def test_search_command_passes_augmentation_to_both_fidelities(monkeypatch):
         with pytest.raises(SystemExit):
             cli_search.main(["--data", "synthetic", "--out", "unused", *argv])
         assert (got["low"], got["final"]) == want
+
+
+def test_a_finalist_that_diverges_is_recorded_and_the_rest_finish(tmp_path, monkeypatch):
+    """A final model whose training blows up (its weights set to NaN here, so train() itself detects the
+    divergence) is listed in pareto.json as diverged, with no finished model directory; the other finalist and
+    the baseline are still trained instead of the whole run failing."""
+    import math
+
+    import torch
+
+    from tensorslim.search import final as final_mod
+
+    real_train = final_mod.train
+    calls = []
+
+    def first_one_diverges(model, *a, **kw):
+        calls.append(type(model).__name__)
+        if len(calls) == 1:
+            with torch.no_grad():
+                next(model.parameters()).fill_(math.nan)
+        return real_train(model, *a, **kw)
+
+    monkeypatch.setattr(final_mod, "train", first_one_diverges)
+    out = tmp_path / "out"
+    res = search("synthetic", space=tiny_space(), n_trials=4, strategy="random", low_fidelity=LOW,
+                 final=Fidelity(epochs=1, max_batches=1, val_batches=1, batch_size=32), final_top=2,
+                 baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=3, report=False)
+    doc = json.loads((out / "pareto.json").read_text())
+    assert len(calls) == len(doc["pareto"]) + 1  # every finalist and the baseline were attempted
+    bad = [p for p in doc["pareto"] if p.get("diverged")]
+    good = [p for p in doc["pareto"] if not p.get("diverged")]
+    assert len(bad) == 1 and bad[0]["test_accuracy"] is None and "diverged" in bad[0]["diverged"]
+    assert good and all(isinstance(p["test_accuracy"], float) for p in good)
+    assert doc["baselines"][0]["test_accuracy"] is not None
+    assert not (out / "pareto" / f"trial-{bad[0]['trial']:04d}" / "metrics.json").exists()
+    assert [p["trial"] for p in res.pareto] == [p["trial"] for p in doc["pareto"]]
+

@@ -109,10 +109,14 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
         return
     click.echo(f"study {result.study}: {result.counts}; hypervolume {result.hypervolume:.4f}")
     for p in result.pareto:
-        acc = p.get("test_accuracy", p["low_fidelity"]["accuracy"])
-        click.echo(f"  trial {p['trial']:4d}  acc {acc:6.2f}%  {p['params']:>9,} params  "
+        acc = p["test_accuracy"] if "test_accuracy" in p else p["low_fidelity"]["accuracy"]
+        shown = "diverged" if acc is None else f"{acc:6.2f}%"
+        click.echo(f"  trial {p['trial']:4d}  acc {shown}  {p['params']:>9,} params  "
                    f"{p['macs'] / 1e6:8.2f} M MACs  {p['summary']}")
     for b in result.baselines:
+        if b["test_accuracy"] is None:
+            click.echo(f"  {b['model']:>10}  training diverged: {b['diverged']}")
+            continue
         click.echo(f"  {b['model']:>10}  acc {b['test_accuracy']:6.2f}%  {b['params']:>9,} params  "
                    f"{b['macs'] / 1e6:8.2f} M MACs")
 

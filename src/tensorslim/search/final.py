@@ -21,7 +21,7 @@ from ..cost import profile
 from ..errors import TensorSlimError
 from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
-from ..train import evaluate, train
+from ..train import TrainingDiverged, evaluate, train
 from .objectives import OBJECTIVES, normalise
 from .run import ATTR, DEFAULT_FINAL, Fidelity, SearchResult, _counts, throughput
 from .space import SearchSpace, count, spec
@@ -166,13 +166,18 @@ def finalize(
         dest = out / "pareto" / f"trial-{t.number:04d}"
         torch.manual_seed(seed)
         model = modeldir.build(spec(arch), arch["input_shape"])
-        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                        dataset_options=dataset_options, seed=seed, log=log,
-                        extra_metrics={"search": {"study": study.study_name, "trial": t.number,
-                                                  "low_fidelity": t.user_attrs["values"]}})
+        entry = {"trial": t.number, "dir": str(dest), **_trial_entry(t)}
+        try:
+            m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
+                            dataset_options=dataset_options, seed=seed, log=log,
+                            extra_metrics={"search": {"study": study.study_name, "trial": t.number,
+                                                      "low_fidelity": t.user_attrs["values"]}})
+        except TrainingDiverged as err:  # one finalist's recipe failing must not cost the whole run
+            log(f"trial {t.number}: final training diverged, left out of the front: {err}")
+            entries.append({**entry, "test_accuracy": None, "val_accuracy": None, "diverged": str(err)})
+            continue
         dirs.append(dest)
-        entries.append({"trial": t.number, "dir": str(dest), **_trial_entry(t), "test_accuracy": m["accuracy"]["test"],
-                        "val_accuracy": m["accuracy"].get("val")})
+        entries.append({**entry, "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})
     base_entries = []
     shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
     classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
@@ -180,8 +185,14 @@ def finalize(
         dest = out / "baselines" / name
         torch.manual_seed(seed)
         model = modeldir.build(baseline_spec(name, shape, classes), shape)
-        m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                        dataset_options=dataset_options, seed=seed, log=log)
+        try:
+            m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
+                            dataset_options=dataset_options, seed=seed, log=log)
+        except TrainingDiverged as err:
+            log(f"baseline {name}: training diverged: {err}")
+            base_entries.append({"model": name, "dir": str(dest), "test_accuracy": None, "val_accuracy": None,
+                                 "diverged": str(err)})
+            continue
         dirs.append(dest)
         base_entries.append({"model": name, "dir": str(dest), "params": m["params"], "macs": m["macs"],
                              "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})

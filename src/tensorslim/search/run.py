@@ -34,7 +34,7 @@ from ..cost import profile
 from ..errors import TensorSlimError
 from ..study.progress import Deadline, format_seconds, parse_duration
 from ..study.storage import beating, create_or_load_study, fail_stale_trials, open_storage, redact
-from ..train import TrainConfig, evaluate, train
+from ..train import TrainConfig, TrainingDiverged, evaluate, train
 from .estimate import describe, estimate
 from .objectives import OBJECTIVES, check_objectives, measure_latency
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
@@ -447,9 +447,7 @@ def _evaluate(trial: Any, study: Any, space: SearchSpace, rank_mode: str, fixed_
     except optuna.TrialPruned as p:
         log(f"{prefix}: pruned, {p}")
         raise
-    except TensorSlimError as err:
-        if "diverged" not in str(err):
-            raise
+    except TrainingDiverged:
         trial.set_user_attr("pruned_reason", "diverged")
         log(f"{prefix}: pruned, diverged")
         raise optuna.TrialPruned("diverged") from None
