@@ -157,7 +157,7 @@ def run_pte(samples: int, repeats: int, work: Path, test, only: bool = False, fa
     command = COMMAND + (f" --factorized {factorized}" if factorized != FACTORIZED else "")
     return {"command": command + " --pte-only" if only else command, "factorized": factorized, "dense": DENSE,
             "load_average": round(load, 2), "repeats": repeats, "batches": list(PTE_BATCHES), "files": files,
-            "pair": pairs[0], "pairs": pairs, "quantization": int8.quantization(), "samples": int8.samples,
+            "pairs": pairs, "quantization": int8.quantization(), "samples": int8.samples,
             "delegated_share": int8.program.delegated_share, "verify_max_rel_err": int8.program.max_rel_err,
             "executorch": version("executorch")}
 
@@ -199,8 +199,8 @@ def format_table(result: dict) -> str:
         f"({'met' if goal['speedup_met'] else 'not met'})")
     if "pte" in result:
         pte = result["pte"]
-        fp32 = pte["files"].get("fp32 dense .pte", pte["files"]["fp32 factorized .pte"])  # the size/accuracy base
-        by_target = {p["target"]: p for p in pte.get("pairs", [pte["pair"]])}
+        fp32 = pte["files"]["fp32 dense .pte"]  # the size/accuracy base
+        by_target = {p["target"]: p for p in pte["pairs"]}
         for name, f in pte["files"].items():
             pair = by_target.get(name)
             speed = "" if pair is None else " " + ", ".join(

@@ -410,14 +410,14 @@ def _float_choice(q: dict) -> str:
 
 def render_int8_pte(pte: dict | None) -> str:
     """The .pte rows of the int8 table: dense and factorized fp32 programs and the int8 one, in executorch.runtime,
-    with each speedup against the file it was timed with (older results: factorized fp32 and int8 at batch 1)."""
+    with each speedup against the file it was timed with."""
     if not pte:
         return ""
     q = pte["quantization"]
-    base_name = "fp32 dense .pte" if "fp32 dense .pte" in pte["files"] else "fp32 factorized .pte"
+    base_name = "fp32 dense .pte"
     base = pte["files"][base_name]
-    pairs = {p["target"]: p for p in pte.get("pairs", [pte["pair"]])}
-    batches = [str(b) for b in pte.get("batches", [1])]
+    pairs = {p["target"]: p for p in pte["pairs"]}
+    batches = [str(b) for b in pte["batches"]]
 
     def speed(name: str, b: str) -> str:
         pair = pairs.get(name)
@@ -432,7 +432,7 @@ def render_int8_pte(pte: dict | None) -> str:
     short = base_name.removesuffix(" .pte")
     head = ["file (executorch.runtime, XNNPACK)", "bytes", f"smaller than {short}", "test accuracy",
             f"pt vs {short}", *(f"faster, b{b} (min–max)" for b in batches)]
-    rounds = {v.get("rounds", pte["repeats"]) for p in pairs.values() for v in p["speedup"].values()}
+    rounds = {v["rounds"] for p in pairs.values() for v in p["speedup"].values()}
     return (f"\n\nThe phone runtime: the models as `.pte` programs (ExecuTorch {pte['executorch']}, XNNPACK, 1 thread, "
             f"batch {' and '.join(batches)}, one program per batch size, "
             f"{'/'.join(str(r) for r in sorted(rounds, reverse=True))} alternating rounds; `{pte['command']}`, "

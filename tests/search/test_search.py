@@ -181,7 +181,7 @@ def test_final_augmentation_reaches_the_training_split_only(tmp_path, monkeypatc
         return ds
 
     monkeypatch.setattr(final_mod, "train", spy)
-    monkeypatch.setattr(final_mod.data, "load", load_spy)
+    monkeypatch.setattr(data, "load", load_spy)
     arch = tiny_space().max_architecture()
     dest = tmp_path / "m"
     for augment, expected in ((None, None), (True, Augment(pad=2, flip=False)), (False, None)):

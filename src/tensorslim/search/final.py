@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from optuna.trial import TrialState
 
-from .. import _atomic, data, modeldir
+from .. import _atomic, modeldir
 from ..cost import profile
 from ..errors import TensorSlimError
 from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
 from ..train import TrainingDiverged, evaluate, train
 from .objectives import OBJECTIVES, normalise
-from .run import ATTR, DEFAULT_FINAL, Fidelity, SearchResult, _counts, throughput
+from .run import ATTR, DEFAULT_FINAL, Fidelity, SearchResult, _counts, _load_data, throughput
 from .space import SearchSpace, count, spec
 
 #: ``write(model_dirs, out_dir, *, title)``: what :func:`tensorslim.report.write_report` is
@@ -93,12 +93,8 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
                 done.get("final_epochs") == fid.epochs and done.get("final_augment") == fid.augment:
             log(f"{dest}: already trained and evaluated")
             return done
-    kwargs = dict(dataset_options or {})
-    if image_size is not None:
-        kwargs["image_size"] = image_size
-    train_set = data.load(dataset, "train", data_dir, augment=fid.augment, **kwargs)
-    val_set = data.load(dataset, "val", data_dir, augment=False, **kwargs)
-    test_set = data.load(dataset, "test", data_dir, augment=False, **kwargs)
+    train_set, val_set, test_set = _load_data(dataset, data_dir, image_size, dataset_options or {}, fid.augment,
+                                              ("train", "val", "test"))
     shape = tuple(train_set.input_shape)
     t0 = time.perf_counter()
     # val_batches=None: the whole validation split after every epoch; else a subset, after the last one only
@@ -117,6 +113,23 @@ def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity,
     modeldir.save(model, dest, dataset=dataset, input_shape=shape, metrics=metrics)
     log(f"{dest}: test acc {test['accuracy']:.2f}%, {int(total.params):,} params, {int(total.macs) / 1e6:.2f} M MACs")
     return metrics
+
+
+def _train_or_diverged(label: str, *args: Any, log: Callable[[str], None], **kwargs: Any) -> dict[str, Any]:
+    """:func:`train_final`, or ``{"diverged": reason}`` when its training diverges: one model's recipe failing
+    must not cost the whole run (it is left out of the report and listed with no accuracy)."""
+    try:
+        return train_final(*args, log=log, **kwargs)
+    except TrainingDiverged as err:
+        log(f"{label}: final training diverged, left out: {err}")
+        return {"diverged": str(err)}
+
+
+def _accuracies(m: dict[str, Any]) -> dict[str, Any]:
+    """The accuracy fields of a pareto.json entry from :func:`_train_or_diverged`'s result."""
+    if "diverged" in m:
+        return {"test_accuracy": None, "val_accuracy": None, "diverged": m["diverged"]}
+    return {"test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")}
 
 
 def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
@@ -166,18 +179,14 @@ def finalize(
         dest = out / "pareto" / f"trial-{t.number:04d}"
         torch.manual_seed(seed)
         model = modeldir.build(spec(arch), arch["input_shape"])
-        entry = {"trial": t.number, "dir": str(dest), **_trial_entry(t)}
-        try:
-            m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                            dataset_options=dataset_options, seed=seed, log=log,
-                            extra_metrics={"search": {"study": study.study_name, "trial": t.number,
-                                                      "low_fidelity": t.user_attrs["values"]}})
-        except TrainingDiverged as err:  # one finalist's recipe failing must not cost the whole run
-            log(f"trial {t.number}: final training diverged, left out of the front: {err}")
-            entries.append({**entry, "test_accuracy": None, "val_accuracy": None, "diverged": str(err)})
-            continue
-        dirs.append(dest)
-        entries.append({**entry, "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})
+        m = _train_or_diverged(f"trial {t.number}", model, dest, dataset, final, data_dir=data_dir,
+                               image_size=image_size, dataset_options=dataset_options, seed=seed, log=log,
+                               extra_metrics={"search": {"study": study.study_name, "trial": t.number,
+                                                         "low_fidelity": t.user_attrs["values"]}})
+        entry = {"trial": t.number, "dir": str(dest), **_trial_entry(t), **_accuracies(m)}
+        entries.append(entry)
+        if "diverged" not in entry:
+            dirs.append(dest)
     base_entries = []
     shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
     classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
@@ -185,17 +194,14 @@ def finalize(
         dest = out / "baselines" / name
         torch.manual_seed(seed)
         model = modeldir.build(baseline_spec(name, shape, classes), shape)
-        try:
-            m = train_final(model, dest, dataset, final, data_dir=data_dir, image_size=image_size,
-                            dataset_options=dataset_options, seed=seed, log=log)
-        except TrainingDiverged as err:
-            log(f"baseline {name}: training diverged: {err}")
-            base_entries.append({"model": name, "dir": str(dest), "test_accuracy": None, "val_accuracy": None,
-                                 "diverged": str(err)})
+        m = _train_or_diverged(f"baseline {name}", model, dest, dataset, final, data_dir=data_dir,
+                               image_size=image_size, dataset_options=dataset_options, seed=seed, log=log)
+        if "diverged" in m:
+            base_entries.append({"model": name, "dir": str(dest), **_accuracies(m)})
             continue
         dirs.append(dest)
         base_entries.append({"model": name, "dir": str(dest), "params": m["params"], "macs": m["macs"],
-                             "test_accuracy": m["accuracy"]["test"], "val_accuracy": m["accuracy"].get("val")})
+                             **_accuracies(m)})
     result = SearchResult(study=study.study_name, storage=storage_url or "", counts=_counts(study),
                           pareto=entries, hypervolume=hv, out=str(out), baselines=base_entries)
     doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],

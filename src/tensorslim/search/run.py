@@ -296,12 +296,13 @@ def _worker_seed(seed: int | None, study: Any, shared: bool) -> int | None:
 
 
 def _load_data(dataset: str, data_dir: Any, image_size: int | None, options: dict[str, Any],
-               augment: bool | None = None):
+               augment: bool | None = None, splits: Sequence[str] = ("train", "val")) -> tuple[Any, ...]:
+    """The ``splits`` of a dataset; only ``"train"`` gets ``augment`` (None: the dataset's default)."""
     kwargs = dict(options)
     if image_size is not None:
         kwargs["image_size"] = image_size
-    return (data.load(dataset, "train", data_dir, augment=augment, **kwargs),
-            data.load(dataset, "val", data_dir, augment=False, **kwargs))
+    return tuple(data.load(dataset, split, data_dir, augment=augment if split == "train" else False, **kwargs)
+                 for split in splits)
 
 
 # ------------------------------------------------------------------------------------------------ worker
