@@ -42,7 +42,36 @@ def command(args) -> list[str]:
     return [sys.executable, "-m", "tensorslim.cli", "search", "--data", "fashion-mnist", "--space",
             str(SPACE.relative_to(ROOT)), "--trials", "2000", "--time-budget", args.time_budget, "--epochs", "3",
             "--max-batches", "60", "--val-batches", "4", "--final-epochs", str(args.final_epochs), "--final-top", "4",
-            "--baselines", "resnet20,convnet", "--out", str(args.out), "--threads", "2", "--seed", "0"]
+            "--baselines", "resnet20,convnet", "--out", str(args.out), "--threads", "2", "--seed", "0",
+            "--prune-warmup", str(args.prune_warmup)] + (["--final-augment"] if args.final_augment else [])
+
+
+def pruning_check(out: Path, margin: float = 0.5) -> list[dict]:
+    """How often the dominance rule would have pruned the wrong one, per epoch, judged on the run's completed
+    trials (the only ones with a whole curve): over the ordered pairs (a, b) with a at no more params and MACs
+    and ``margin`` points ahead after epoch e, the share where b ends (after the last epoch) at least as accurate
+    as a."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    done = [t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    rows = []
+    for e in range(min((len(a["val_curve"]) for a in done), default=1) - 1):
+        pairs = wrong = 0
+        for a in done:
+            for b in done:
+                if a is not b and a["params"] <= b["params"] and a["macs"] <= b["macs"] \
+                        and a["val_curve"][e] >= b["val_curve"][e] + margin:
+                    pairs += 1
+                    wrong += b["val_curve"][-1] >= a["val_curve"][-1]
+        rows.append({"epoch": e + 1, "margin": margin, "pairs": pairs, "wrong": wrong,
+                     "wrong_share": round(wrong / pairs, 3) if pairs else None})
+    return rows
 
 
 def _mobilenetv2() -> dict:
@@ -63,6 +92,10 @@ def _mobilenetv2() -> dict:
 def _dir(path: str) -> Path:
     """A model directory named in pareto.json (relative paths: to the repository root, where the command ran)."""
     return Path(path) if Path(path).is_absolute() else ROOT / path
+
+
+def _flag(cmd: list[str], name: str, absent: str) -> int:
+    return int(cmd[cmd.index(name) + 1]) if name in cmd else int(absent)
 
 
 def collect(out: Path, cmd: list[str]) -> dict:
@@ -112,8 +145,10 @@ def collect(out: Path, cmd: list[str]) -> dict:
             "search_seconds": round(search_s, 1), "final_seconds": round(final_s, 1),
             "hypervolume": doc["hypervolume"], "pareto_size": doc["pareto_size"], "finals": finals,
             "baselines": base, "mobilenetv2": mb, "goal": goal,
-            "recipe": "tensorslim train's: SGD nesterov momentum 0.9, lr 0.05, weight decay 5e-4, cosine, "
-                      f"batch 128, no augmentation, {doc['final']['epochs']} epochs (final models and baselines)",
+            "prune_warmup": _flag(cmd, "--prune-warmup", "0"), "pruning_check": pruning_check(out),
+            "recipe": "tensorslim train's: SGD nesterov momentum 0.9, lr 0.05, weight decay 5e-4, cosine, batch 128, "
+                      f"{'2-px random translation' if doc['final'].get('augment') else 'no augmentation'}, "
+                      f"{doc['final']['epochs']} epochs (final models and baselines)",
             "collected": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -123,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                     "repository root)")
     ap.add_argument("--time-budget", default="45m")
     ap.add_argument("--final-epochs", type=int, default=15)
+    ap.add_argument("--final-augment", action="store_true", help="train the finalists and the baselines with "
+                    "the dataset's standard augmentation (Fashion-MNIST: 2-px random translation)")
+    ap.add_argument("--prune-warmup", type=int, default=1, help="epochs before dominance pruning (the search's "
+                    "--prune-warmup; the first run, runs/nas-full, had 0)")
     ap.add_argument("--collect-only", action="store_true", help="read a finished run; run nothing")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)

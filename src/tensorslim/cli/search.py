@@ -70,6 +70,8 @@ def _batches(text: str, what: str) -> int | None:
               help="Reference models trained on the same final budget ('' for none).")
 @click.option("--worker-only", is_flag=True, help="Only run trials (extra machines); no retraining or report.")
 @click.option("--no-prune", is_flag=True, help="Never prune a trial early.")
+@click.option("--prune-warmup", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Epochs before a trial may be pruned as dominated (near-chance trials are pruned from epoch 1).")
 @click.option("--no-report", is_flag=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--heartbeat", type=int, default=30, show_default=True, help="Seconds between heartbeats.")
@@ -83,8 +85,8 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
                fixed_ranks: str | None, objectives: str, n_trials: int, storage: str | None, study: str | None,
                strategy: str, population: int | None, out: str | None, epochs: int, max_batches: str,
                val_batches: str, batch_size: int, final_epochs: int, final_max_batches: str, augment: bool | None,
-               final_augment: bool | None, final_top: int,
-               baselines: str, worker_only: bool, no_prune: bool, no_report: bool, seed: int, heartbeat: int,
+               final_augment: bool | None, final_top: int, baselines: str, worker_only: bool, no_prune: bool,
+               prune_warmup: int, no_report: bool, seed: int, heartbeat: int,
                grace: int | None, threads: int | None, time_budget: str | None, as_json: bool) -> None:
     """Multi-objective architecture search with TCL heads; several workers may share one --storage/--study."""
     if threads:
@@ -101,7 +103,7 @@ def search_cmd(dataset: str, data_dir: str | None, image_size: int | None, space
                     objectives=words(objectives), n_trials=n_trials, storage=storage, study=study, strategy=strategy,
                     strategy_options=options, out=out, data_dir=data_dir, image_size=image_size,
                     low_fidelity=low, final=final, final_top=final_top, baselines=words(baselines),
-                    pruner=None if no_prune else Pruner(), retrain=not worker_only,
+                    pruner=None if no_prune else Pruner(warmup_epochs=prune_warmup), retrain=not worker_only,
                     report=None if no_report else write_report, seed=seed,
                     heartbeat_interval=heartbeat, grace_period=grace, time_budget=time_budget, log=log)
     if as_json:
