@@ -6,11 +6,16 @@ One ``tensorslim search`` run, the product's own command, resumable (rerun it to
   110,000 params or 12 M MACs pruned before training (the goal's params limit, and a MACs cap that keeps a
   trial affordable on 2 cores);
 * NSGA-II with automatic TCL ranks, trials at low fidelity (3 epochs of 60 batches, 4 x 500 validation
-  images), pruned after an epoch when dominated or near chance (multi-fidelity), under a time budget;
+  images), pruned after an epoch when near chance or, after ``--prune-warmup`` epochs (default 1; the first
+  run had 0), when dominated (multi-fidelity), under a time budget;
 * the final front models (at most 4, spread over params) retrained at full fidelity next to the baselines
   ``resnet20`` and ``convnet`` (the hand convnet) with **the same recipe and epochs** (``tensorslim train``'s:
-  SGD, nesterov momentum 0.9, lr 0.05, weight decay 5e-4, cosine schedule, batch 128, no augmentation,
-  ``--final-epochs`` epochs) and measured on the **test** split.
+  SGD, nesterov momentum 0.9, lr 0.05, weight decay 5e-4, cosine schedule, batch 128, ``--final-epochs``
+  epochs; no augmentation, or with ``--final-augment`` Fashion-MNIST's 2-px random translation for all of
+  them) and measured on the **test** split.
+
+``--collect`` also checks the dominance rule on the run's completed trials (how often it would have pruned the
+one that ends at least as accurate, per epoch) and counts the sizes of the completed and pruned trials.
 
 MobileNetV2 is built and its params counted (the ×-fewer column), but not trained here: one epoch took
 ~12 min on 2 cores (``--collect`` times its training batches), so the 15-epoch recipe would
@@ -18,7 +23,7 @@ take ~3 h on its own. ``--collect`` reads a finished run into ``benchmarks/resul
 checks the goal: a TCL-head front model with >= 93.0 % test accuracy at <= 110,000 params, search and final
 training together <= 2 h.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search_full.py               # run (resumable), collect
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search_full.py --out runs/nas-full-w1 --final-augment
     .venv/bin/python benchmarks/bench_search_full.py --collect-only --out runs/nas-full
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -46,11 +52,11 @@ def command(args) -> list[str]:
             "--prune-warmup", str(args.prune_warmup)] + (["--final-augment"] if args.final_augment else [])
 
 
-def pruning_check(out: Path, margin: float = 0.5) -> list[dict]:
-    """How often the dominance rule would have pruned the wrong one, per epoch, judged on the run's completed
-    trials (the only ones with a whole curve): over the ordered pairs (a, b) with a at no more params and MACs
-    and ``margin`` points ahead after epoch e, the share where b ends (after the last epoch) at least as accurate
-    as a."""
+def pruning_check(out: Path, margin: float = 0.5) -> dict:
+    """The sizes of the completed trials and of those pruned in training, and how often the dominance rule would
+    have pruned the wrong one, per epoch, judged on the run's completed trials (the only ones with a whole
+    curve): over the ordered pairs (a, b) with a at no more params and MACs and ``margin`` points ahead after
+    epoch e, the share where b ends (after the last epoch) at least as accurate as a."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -60,6 +66,11 @@ def pruning_check(out: Path, margin: float = 0.5) -> list[dict]:
     storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
     study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
     done = [t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    trained_pruned = [t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                      if not t.user_attrs.get("over_budget") and "params" in t.user_attrs]
+    sizes = {state: {"n": len(group), "median_params": int(statistics.median(a["params"] for a in group)) if group
+                     else None, "at_least_50k_params": sum(a["params"] >= 50_000 for a in group)}
+             for state, group in (("complete", done), ("pruned_in_training", trained_pruned))}
     rows = []
     for e in range(min((len(a["val_curve"]) for a in done), default=1) - 1):
         pairs = wrong = 0
@@ -71,7 +82,7 @@ def pruning_check(out: Path, margin: float = 0.5) -> list[dict]:
                     wrong += b["val_curve"][-1] >= a["val_curve"][-1]
         rows.append({"epoch": e + 1, "margin": margin, "pairs": pairs, "wrong": wrong,
                      "wrong_share": round(wrong / pairs, 3) if pairs else None})
-    return rows
+    return {"by_epoch": rows, "sizes": sizes}
 
 
 def _mobilenetv2() -> dict:
@@ -140,7 +151,9 @@ def collect(out: Path, cmd: list[str]) -> dict:
             "search_plus_final_hours": round(hours, 2), "time_met": hours <= GOAL["max_hours"]}
     return {"benchmark": "search-full",
             "command": "OMP_NUM_THREADS=2 .venv/bin/tensorslim search " + " ".join(cmd[4:]),
-            "script": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search_full.py",
+            "script": "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search_full.py --out "
+                      + f"{cmd[cmd.index('--out') + 1]}" + (" --final-augment" if "--final-augment" in cmd else "")
+                      + f" --prune-warmup {_flag(cmd, '--prune-warmup', '0')}",
             "study": doc["study"], "counts": doc["counts"], "final": doc["final"], "throughput": tp,
             "search_seconds": round(search_s, 1), "final_seconds": round(final_s, 1),
             "hypervolume": doc["hypervolume"], "pareto_size": doc["pareto_size"], "finals": finals,

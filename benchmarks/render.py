@@ -594,7 +594,42 @@ def render_search_full(results: Path | None = None) -> str:
             + f"\n\nRecipe of the final models and of the baselines: {d['recipe']}; test split. MobileNetV2's "
               f"params ({mb['params']:,}) are counted on 1×28×28; its training batch was timed here at "
               f"{mb['batch_seconds']:.2f} s ({mb['threads']} threads).\n\n"
-            + md_table(head, rows) + "\n\n" + verdict + "\n\n" + counts)
+            + md_table(head, rows) + "\n\n" + verdict + "\n\n" + counts + _search_full_runs(d, results))
+
+
+def _pruning_line(d: dict) -> str:
+    """How often the dominance rule, applied to a run's completed trials, would have pruned the wrong one."""
+    parts = [f"after epoch {r['epoch']}: {r['wrong']} of {r['pairs']}"
+             + (f" ({100 * r['wrong_share']:.0f} %)" if r["pairs"] else "") for r in d["pruning_check"]["by_epoch"]]
+    return "; ".join(parts)
+
+
+def _search_full_runs(d: dict, results: Path | None) -> str:
+    """This run beside the first one (no pruning warm-up, no augmentation), when that one's JSON is there."""
+    if "pruning_check" not in d:
+        return ""
+    out = (f"\n\nDominance pruning waits {d['prune_warmup']} epoch(s) (`--prune-warmup`). Checked on this run's "
+           "completed trials (ordered pairs that the rule separates at 0.5 pt, with the one ahead at no more params "
+           "and MACs; how often the other one ends at least as accurate): " + _pruning_line(d) + ".")
+    try:
+        runs = [load("search-full-warmup0.json", results), d]
+    except RenderError:
+        return out
+    rows = []
+    for r in runs:
+        best, sz, c = r["goal"]["best_at_max_params"], r["pruning_check"]["sizes"], r["counts"]
+        aug = "2-px translation" if "translation" in r["recipe"] else "none"
+        rows.append([str(r["prune_warmup"]), aug, f"{c.get('complete', 0)} / {c.get('pruned', 0)}",
+                     f"{sz['complete']['median_params']:,} / {sz['pruned_in_training']['median_params']:,}",
+                     f"{sz['complete']['at_least_50k_params']} / {sz['pruned_in_training']['at_least_50k_params']}",
+                     f"{r['throughput']['trials_per_hour']:.0f}", f"{r['hypervolume']:.3f}",
+                     f"trial {best['trial']}: {pct(best['test_accuracy'])} at {best['params']:,} params",
+                     f"{r['goal']['search_plus_final_hours']:.2f} h", _pruning_line(r)])
+    head = ["prune warm-up (epochs)", "final augmentation", "complete / pruned in training",
+            "median params, complete / pruned", "≥ 50k params, complete / pruned", "trials per hour", "hypervolume",
+            "best front model at ≤ 110k params (test)", "search + final", "dominance rule wrong (completed trials)"]
+    return (out + "\n\nThe first run (`search-full-warmup0.json`: `--prune-warmup 0`, no augmentation, otherwise the "
+            "same command) beside this one:\n\n" + md_table(head, rows))
 
 
 def render_hand_tcl(results: Path | None = None) -> str:

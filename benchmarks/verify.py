@@ -26,6 +26,7 @@ It exits 1 naming every mismatch.
     .venv/bin/python benchmarks/verify.py --no-timing  # skip the speedup
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/verify.py --record   # measure and write verify.json
                                                        # (then: .venv/bin/python benchmarks/render.py)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/verify.py --record --only NAME   # one new model's row
 """
 
 from __future__ import annotations
@@ -248,19 +249,26 @@ def verify_int8(results: Path, models: Path, *, timing: bool, repeats: int = REP
     return problems, rows
 
 
-def record(models: Path, results: Path, repeats: int) -> int:
+def record(models: Path, results: Path, repeats: int, only: set[str] | None = None) -> int:
+    """Measure the committed models and write verify.json. ``only``: measure just these (a newly committed
+    model, say) and keep every other model's recorded row as it is."""
     import onnxruntime
     import torch
 
     from tensorslim import modeldir
 
-    measured = measure_all(models, timing=True, repeats=repeats)
+    measured = measure_all(models, timing=True, repeats=repeats, only=only)
+    if only is not None:
+        measured = {n: m for n, m in measured.items() if n in only}  # a baseline timed along is not re-recorded
     rows = []
     for name, got in measured.items():
         prov = modeldir.read_metrics(models / name).get("provenance", {})
         rows.append({**got, "made_by": prov.get("command", "?"), "commit": prov.get("commit", "?"),
                      "working_tree": prov.get("working_tree", "-"), "budget": prov.get("budget", "-"),
                      "baseline": prov.get("baseline"), "budget_matched": prov.get("budget_matched")})
+    if only is not None:
+        kept = [m for m in json.loads((results / "verify.json").read_text())["models"] if m["name"] not in only]
+        rows = sorted(kept + rows, key=lambda m: [p.name for p in _order(model_dirs(models))].index(m["name"]))
     out = {"command": RECORD_COMMAND, "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": THREADS,
            "repeats": repeats, "machine": {"cpu": _render()._module("bench_layers")._cpu(), "cores": os.cpu_count(),
                                            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
@@ -289,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.record:
-        return record(args.models, args.results, args.repeats)
+        return record(args.models, args.results, args.repeats, only=set(args.only) if args.only else None)
     t0 = time.perf_counter()
     render = _render()
     problems: list[str] = []

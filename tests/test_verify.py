@@ -123,3 +123,25 @@ def test_the_int8_headline_is_re_measured_and_a_changed_figure_fails(verify, cop
     assert verify.main(_args(copies, "--only", "int8")) == 1
     err = capsys.readouterr().err
     assert "int8 headline: int8 factorized file bytes: BENCHMARKS.md says " in err
+
+
+def test_record_only_re_measures_one_model_and_keeps_the_other_rows(verify, copies, capsys):
+    """``--record --only NAME`` (how a newly committed model gets its row): NAME is measured again and every
+    other recorded row stays exactly as it was, in the same order."""
+    path = copies["results"] / "verify.json"
+    before = json.loads(path.read_text())
+    doctored = json.loads(path.read_text())
+    small = next(m for m in doctored["models"] if m["name"] == SMALL)
+    small["test_accuracy"] = 12.34  # a stale row; the re-measured one must replace it
+    path.write_text(json.dumps(doctored))
+    assert verify.main(["--record", "--only", SMALL, "--results", str(copies["results"]),
+                        "--models", str(copies["models"]), "--repeats", "5"]) == 0, capsys.readouterr().err
+    after = json.loads(path.read_text())
+    assert [m["name"] for m in after["models"]] == [m["name"] for m in before["models"]]
+    for old, new in zip(before["models"], after["models"]):
+        if old["name"] != SMALL:
+            assert new == old
+    got = next(m for m in after["models"] if m["name"] == SMALL)
+    old = next(m for m in before["models"] if m["name"] == SMALL)
+    assert abs(got["test_accuracy"] - old["test_accuracy"]) <= verify.ACC_TOL
+    assert (got["params"], got["macs"]) == (old["params"], old["macs"])

@@ -7,8 +7,9 @@
    sampler (NSGA-II by default, TPE optional) at **low fidelity**: the accuracy on ``val_samples`` images of
    the validation split right after decomposition (``low_fidelity="zeroshot"``) or after a fine-tune of
    that many batches (``low_fidelity=N``);
-3. re-evaluates at most ``full_evals`` points of the low-fidelity front at **full fidelity**: a fine-tune of
-   ``finetune_batches`` batches, then the whole validation split; the Pareto set of those is the result;
+3. re-evaluates at most ``full_evals`` points of the low-fidelity front at **full fidelity** (the most accurate
+   one, and the others spread along MACs): a fine-tune of ``finetune_batches`` batches, then the whole
+   validation split; the Pareto set of those is the result;
 4. saves every Pareto point as a model directory ``DIR/pareto/<id>/``, writes ``DIR/pareto.json``,
    ``DIR/space.json``, ``DIR/trials.json`` and ``DIR/plots/*.png``, and with a budget picks one point.
 
@@ -38,7 +39,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,22 @@ def _spread(indices: list[int], key: Callable[[int], float], k: int) -> list[int
     ordered = sorted(indices, key=key)
     picks = sorted({round(i * (len(ordered) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
     return [ordered[i] for i in picks]
+
+
+def _promote(front: list[Any], objs: Sequence[Any], k: int) -> list[int]:
+    """Which of the low-fidelity ``front`` trials get the full-fidelity fine-tune: at most ``k``, the most
+    accurate one always (it is the point a budget's accuracy limit needs most), the others spread evenly along
+    MACs (both ends included); in MACs order."""
+    def macs(i: int) -> float:
+        return front[i].user_attrs["macs"]
+
+    names = [o.name for o in objs]
+    if len(front) <= k or "accuracy" not in names:
+        return sorted(_spread(list(range(len(front))), macs, k), key=macs)
+    a = names.index("accuracy")
+    best = max(range(len(front)), key=lambda i: (front[i].values[a], -macs(i)))
+    rest = _spread([i for i in range(len(front)) if i != best], macs, k - 1) if k > 1 else []
+    return sorted([best, *rest], key=macs)
 
 
 def _calibration_indices(n: int, k: int, seed: int) -> list[int]:
@@ -331,7 +348,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     for t in lowfi_front:
         uniq.setdefault(json.dumps(t.params, sort_keys=True), t)
     lowfi_front = list(uniq.values())
-    idx = _spread(list(range(len(lowfi_front))), lambda i: lowfi_front[i].user_attrs["macs"], cfg.full_evals)
+    idx = _promote(lowfi_front, objs, cfg.full_evals)
     chosen = [lowfi_front[i] for i in idx]
     cfg.log(f"low-fidelity front: {len(lowfi_front)} points; full-fidelity evaluation of {len(chosen)}")
 
