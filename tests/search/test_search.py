@@ -113,12 +113,19 @@ def test_search_writes_pareto_model_dirs_and_report(tmp_path):
         assert metrics["accuracy"]["test"] == p["test_accuracy"]
     assert (out / "report" / "index.html").is_file()
     assert res.counts.get("complete", 0) + res.counts.get("pruned", 0) == 3
-    # rerunning is a no-op that finds everything done
+    # the finalists' own estimate, said before their training, names every model that then trained
+    est = doc["final_estimate_s"]
+    assert set(est) == {f"trial {p['trial']}" for p in doc["pareto"]} | {"baseline lenet5"}
+    assert all(s > 0 for s in est.values())
+    # rerunning is a no-op that finds everything done (so there is nothing left to estimate)
+    lines: list[str] = []
     again = search("synthetic", SearchConfig(  # the same, as a config object
         space=tiny_space(), n_trials=3, strategy="tpe", low_fidelity=LOW,
         final=Fidelity(epochs=1, max_batches=1, val_batches=1, batch_size=32), final_top=1,
-        baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=None, seed=1, report=False))
+        baselines=("lenet5",), dataset_options=DATA_OPTIONS, out=out, log=lines.append, seed=1, report=False))
     assert [p["test_accuracy"] for p in again.pareto] == [p["test_accuracy"] for p in doc["pareto"]]
+    assert not any(line.startswith("final training: ~") for line in lines)
+    assert json.loads((out / "pareto.json").read_text())["final_estimate_s"] == {}
 
 
 def test_over_budget_architectures_are_pruned_untrained(tmp_path):

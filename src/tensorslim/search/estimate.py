@@ -11,6 +11,7 @@
 * each baseline: its own measured batch time x the same final budget.
 
 The numbers are seconds; :func:`describe` turns them into the one line the search prints first.
+:func:`final_estimate` times the chosen finalists themselves once the search is over.
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ def estimate(space: SearchSpace, *, trials_left: int, low: Any, final: Any | Non
             out["baselines_s"][name] = _train_s(final, final_epoch, t, val_images)
     out["total_s"] = out["search_s"] + out["final_s"] + sum(out["baselines_s"].values())
     return out
+
+
+def final_estimate(models: Sequence[tuple[str, nn.Module]], input_shape: Sequence[int], num_classes: int,
+                   final: Any, train_images: int, val_images: int) -> dict[str, float]:
+    """Seconds of the full-fidelity training of each named model (a finalist or a baseline), from its own
+    timed training batches: the estimate said once the finalists are known, when the first one (from drawn
+    architectures) can be far off for a model with many depthwise convs."""
+    per_epoch = -(-train_images // final.batch_size)
+    return {name: _train_s(final, per_epoch, batch_seconds(model, input_shape, num_classes, final.batch_size),
+                           val_images) for name, model in models}
 
 
 def describe(est: dict[str, Any], format_seconds: Callable[[float], str], final_epochs: int | None,

@@ -21,7 +21,9 @@ from ..cost import profile
 from ..errors import TensorSlimError
 from ..models import resolve_factory
 from ..study.pareto import hypervolume, minimised, pareto_indices
+from ..study.progress import format_seconds
 from ..train import TrainingDiverged, evaluate, train
+from .estimate import final_estimate
 from .objectives import OBJECTIVES, normalise
 from .run import ATTR, DEFAULT_FINAL, Fidelity, SearchResult, _counts, _load_data, throughput
 from .space import SearchSpace, count, spec
@@ -81,18 +83,28 @@ def _select(trials: list[Any], top: int | None) -> list[Any]:
     return [by_size[i] for i in idx]
 
 
+def _finished(dest: Path, fid: Fidelity) -> dict[str, Any] | None:
+    """The metrics of a model directory already trained and tested with this fidelity's epochs and
+    augmentation, else None."""
+    metrics_file = dest / modeldir.METRICS
+    if not metrics_file.is_file():
+        return None
+    done = json.loads(metrics_file.read_text())
+    if isinstance(done.get("accuracy"), dict) and "test" in done["accuracy"] and \
+            done.get("final_epochs") == fid.epochs and done.get("final_augment") == fid.augment:
+        return done
+    return None
+
+
 def train_final(model: torch.nn.Module, dest: Path, dataset: str, fid: Fidelity, *, data_dir: Any = None,
                 image_size: int | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
                 extra_metrics: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train at full fidelity into the model directory ``dest`` (resumable), evaluate on the test split and
     record accuracy, params and MACs in its ``metrics.json``. Skips a directory that is already finished."""
-    metrics_file = dest / modeldir.METRICS
-    if metrics_file.is_file():
-        done = json.loads(metrics_file.read_text())
-        if isinstance(done.get("accuracy"), dict) and "test" in done["accuracy"] and \
-                done.get("final_epochs") == fid.epochs and done.get("final_augment") == fid.augment:
-            log(f"{dest}: already trained and evaluated")
-            return done
+    done = _finished(dest, fid)
+    if done is not None:
+        log(f"{dest}: already trained and evaluated")
+        return done
     train_set, val_set, test_set = _load_data(dataset, data_dir, image_size, dataset_options or {}, fid.augment,
                                               ("train", "val", "test"))
     shape = tuple(train_set.input_shape)
@@ -143,6 +155,23 @@ def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> di
     return {"builder": name, "kwargs": kwargs}
 
 
+def _say_final_estimate(todo: list[tuple[str, torch.nn.Module, Path]], shape: Any, classes: Any, final: Fidelity,
+                        dataset: str, data_dir: Any, image_size: int | None, dataset_options: dict[str, Any] | None,
+                        log: Callable[[str], None]) -> dict[str, float]:
+    """Time the finalists and baselines still to train, say how long their training will take, and return the
+    seconds per model (recorded in pareto.json beside each model's measured ``train_seconds``)."""
+    left = [(label, model) for label, model, dest in todo if _finished(dest, final) is None]
+    if not left:
+        return {}
+    train_set, val_set = _load_data(dataset, data_dir, image_size, dataset_options or {}, final.augment,
+                                    ("train", "val"))
+    est = final_estimate(left, shape, classes, final, len(train_set), len(val_set))
+    log(f"final training: ~{format_seconds(sum(est.values()))} for {len(est)} model(s) x {final.epochs} epochs ("
+        + ", ".join(f"{label} ~{format_seconds(s)}" for label, s in est.items())
+        + "; from their own training batches timed here)")
+    return {label: round(s, 3) for label, s in est.items()}
+
+
 def finalize(
     study: Any,
     out: str | os.PathLike,
@@ -173,12 +202,25 @@ def finalize(
     front = pareto_trials(study)
     chosen = _select(front, final_top)
     hv, reference = study_hypervolume(study)
+    shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
+    classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
+
+    def build_finalist(t: Any) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return modeldir.build(spec(t.user_attrs["arch"]), t.user_attrs["arch"]["input_shape"])
+
+    def build_baseline(name: str) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return modeldir.build(baseline_spec(name, shape, classes), shape)
+
+    todo = [(f"trial {t.number}", build_finalist(t), out / "pareto" / f"trial-{t.number:04d}") for t in chosen]
+    todo += [(f"baseline {n}", build_baseline(n), out / "baselines" / n) for n in (baselines if chosen else ())]
+    final_est = _say_final_estimate(todo, shape, classes, final, dataset, data_dir, image_size, dataset_options,
+                                    log)
     entries, dirs = [], []
     for t in chosen:
-        arch = t.user_attrs["arch"]
         dest = out / "pareto" / f"trial-{t.number:04d}"
-        torch.manual_seed(seed)
-        model = modeldir.build(spec(arch), arch["input_shape"])
+        model = build_finalist(t)
         m = _train_or_diverged(f"trial {t.number}", model, dest, dataset, final, data_dir=data_dir,
                                image_size=image_size, dataset_options=dataset_options, seed=seed, log=log,
                                extra_metrics={"search": {"study": study.study_name, "trial": t.number,
@@ -188,12 +230,9 @@ def finalize(
         if "diverged" not in entry:
             dirs.append(dest)
     base_entries = []
-    shape = chosen[0].user_attrs["arch"]["input_shape"] if chosen else None
-    classes = chosen[0].user_attrs["arch"]["num_classes"] if chosen else None
     for name in baselines if chosen else ():
         dest = out / "baselines" / name
-        torch.manual_seed(seed)
-        model = modeldir.build(baseline_spec(name, shape, classes), shape)
+        model = build_baseline(name)
         m = _train_or_diverged(f"baseline {name}", model, dest, dataset, final, data_dir=data_dir,
                                image_size=image_size, dataset_options=dataset_options, seed=seed, log=log)
         if "diverged" in m:
@@ -206,7 +245,8 @@ def finalize(
                           pareto=entries, hypervolume=hv, out=str(out), baselines=base_entries)
     doc = {**result.to_dict(), "dataset": dataset, "objectives": defn["objectives"], "rank_mode": defn["rank_mode"],
            "fixed_ranks": defn["fixed_ranks"], "space": defn["space"], "hypervolume_reference": reference,
-           "pareto_size": len(front), "final": dataclasses.asdict(final), "throughput": throughput(study)}
+           "pareto_size": len(front), "final": dataclasses.asdict(final), "throughput": throughput(study),
+           "final_estimate_s": final_est}
     # pareto.json is removed before the report is replaced and written after it: whenever it exists, what it
     # names is complete (an interrupted rerun leaves none, and the next rerun writes it again)
     (out / "pareto.json").unlink(missing_ok=True)
