@@ -155,12 +155,12 @@ def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> di
     return {"builder": name, "kwargs": kwargs}
 
 
-def _say_final_estimate(todo: list[tuple[str, torch.nn.Module, Path]], shape: Any, classes: Any, final: Fidelity,
+def _say_final_estimate(todo: list[tuple[str, Callable[[], torch.nn.Module], Path]], shape: Any, classes: Any, final: Fidelity,
                         dataset: str, data_dir: Any, image_size: int | None, dataset_options: dict[str, Any] | None,
                         log: Callable[[str], None]) -> dict[str, float]:
     """Time the finalists and baselines still to train, say how long their training will take, and return the
     seconds per model (recorded in pareto.json beside each model's measured ``train_seconds``)."""
-    left = [(label, model) for label, model, dest in todo if _finished(dest, final) is None]
+    left = [(label, build()) for label, build, dest in todo if _finished(dest, final) is None]
     if not left:
         return {}
     train_set, val_set = _load_data(dataset, data_dir, image_size, dataset_options or {}, final.augment,
@@ -213,8 +213,10 @@ def finalize(
         torch.manual_seed(seed)
         return modeldir.build(baseline_spec(name, shape, classes), shape)
 
-    todo = [(f"trial {t.number}", build_finalist(t), out / "pareto" / f"trial-{t.number:04d}") for t in chosen]
-    todo += [(f"baseline {n}", build_baseline(n), out / "baselines" / n) for n in (baselines if chosen else ())]
+    todo = [(f"trial {t.number}", lambda t=t: build_finalist(t), out / "pareto" / f"trial-{t.number:04d}")
+            for t in chosen]
+    todo += [(f"baseline {n}", lambda n=n: build_baseline(n), out / "baselines" / n)
+             for n in (baselines if chosen else ())]
     final_est = _say_final_estimate(todo, shape, classes, final, dataset, data_dir, image_size, dataset_options,
                                     log)
     entries, dirs = [], []
