@@ -155,9 +155,9 @@ def baseline_spec(name: str, input_shape: Sequence[int], num_classes: int) -> di
     return {"builder": name, "kwargs": kwargs}
 
 
-def _say_final_estimate(todo: list[tuple[str, Callable[[], torch.nn.Module], Path]], shape: Any, classes: Any, final: Fidelity,
-                        dataset: str, data_dir: Any, image_size: int | None, dataset_options: dict[str, Any] | None,
-                        log: Callable[[str], None]) -> dict[str, float]:
+def _say_final_estimate(todo: list[tuple[str, Callable[[], torch.nn.Module], Path]], shape: Any, classes: Any,
+                        final: Fidelity, dataset: str, data_dir: Any, image_size: int | None,
+                        dataset_options: dict[str, Any] | None, log: Callable[[str], None]) -> dict[str, float]:
     """Time the finalists and baselines still to train, say how long their training will take, and return the
     seconds per model (recorded in pareto.json beside each model's measured ``train_seconds``)."""
     left = [(label, build()) for label, build, dest in todo if _finished(dest, final) is None]
