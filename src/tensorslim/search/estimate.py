@@ -17,6 +17,7 @@ The numbers are seconds; :func:`describe` turns them into the one line the searc
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,8 @@ from .space import SearchSpace, build_network, count
 #: architectures drawn from the space for the per-batch time, and timed batches per model
 SAMPLES = 3
 BATCHES = 2
+#: timed batches per finalist or baseline in :func:`final_estimate`
+FINAL_BATCHES = 5
 
 
 class _RandomTrial:
@@ -57,7 +60,8 @@ def draw(space: SearchSpace, n: int, seed: int = 0, tries: int = 200) -> list[di
 
 def batch_seconds(model: nn.Module, input_shape: Sequence[int], num_classes: int, batch_size: int,
                   batches: int = BATCHES) -> float:
-    """Seconds per SGD training batch of ``model`` on random inputs (the first, warm-up batch not counted)."""
+    """Median seconds per SGD training batch of ``model`` on random inputs (the first, warm-up batch not
+    counted)."""
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch_size, *input_shape)
@@ -70,7 +74,7 @@ def batch_seconds(model: nn.Module, input_shape: Sequence[int], num_classes: int
         opt.step()
         if i:
             times.append(time.perf_counter() - t0)
-    return sum(times) / len(times)
+    return statistics.median(times)  # a median: one slow batch (another process, a first-call cost) is ignored
 
 
 def _train_s(fid: Any, per_epoch: int, t_batch: float, val_images: int) -> float:
@@ -122,8 +126,9 @@ def final_estimate(models: Sequence[tuple[str, nn.Module]], input_shape: Sequenc
     timed training batches: the estimate said once the finalists are known, when the first one (from drawn
     architectures) can be far off for a model with many depthwise convs."""
     per_epoch = -(-train_images // final.batch_size)
-    return {name: _train_s(final, per_epoch, batch_seconds(model, input_shape, num_classes, final.batch_size),
-                           val_images) for name, model in models}
+    return {name: _train_s(final, per_epoch, batch_seconds(model, input_shape, num_classes, final.batch_size,
+                                                           batches=FINAL_BATCHES), val_images)
+            for name, model in models}
 
 
 def describe(est: dict[str, Any], format_seconds: Callable[[float], str], final_epochs: int | None,
