@@ -37,6 +37,7 @@ from ..study.storage import beating, create_or_load_study, fail_stale_trials, op
 from ..train import TrainConfig, TrainingDiverged, evaluate, train
 from .estimate import describe, estimate
 from .objectives import OBJECTIVES, check_objectives, measure_latency
+from .pruner import Pruner
 from .space import SearchSpace, SearchSpaceError, arch_summary, build_network, check_rank_mode, default_space
 from .strategy import get_strategy
 from .workers import _clear_stale_journal_lock, _release_gone_workers, _worker_id, storage_url_for
@@ -72,44 +73,6 @@ class Fidelity:
 
 #: the full-fidelity retraining when none is given: 10 whole epochs, validated on the whole split
 DEFAULT_FINAL = Fidelity(epochs=10, max_batches=None, val_batches=None)
-
-
-@dataclasses.dataclass
-class Pruner:
-    """Prune a trial after an epoch that is not its last when its accuracy is at most ``chance_factor``×chance,
-    or, after the first ``warmup_epochs`` epochs, when a completed trial had ``margin`` points more at the same
-    epoch at no more params and MACs (once ``min_completed`` trials are complete).
-
-    The warm-up is there because first-epoch accuracies of a short low fidelity do not rank models: in the
-    45-minute NAS run of BENCHMARKS.md (3 epochs of 60 batches), of the pairs of completed trials that the
-    dominance rule separates after epoch 1, the "pruned" one ended at least as accurate in 64 of 137; after
-    epoch 2 in 11 of 74. With the 2-epoch default fidelity only the chance rule prunes."""
-
-    margin: float = 0.5
-    chance_factor: float = 1.5
-    min_completed: int = 4
-    warmup_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.warmup_epochs < 0 or self.min_completed < 1 or self.margin < 0:
-            raise TensorSlimError(f"pruner needs warmup_epochs >= 0, min_completed >= 1 and margin >= 0, got "
-                                  f"{self.warmup_epochs}, {self.min_completed}, {self.margin}")
-
-    def reason(self, study: Any, curve: Sequence[float], params: int, macs: int, num_classes: int) -> str | None:
-        e, acc = len(curve) - 1, curve[-1]
-        if acc <= self.chance_factor * 100.0 / num_classes:
-            return f"accuracy {acc:.1f}% after epoch {e + 1} is near chance"
-        if len(curve) <= self.warmup_epochs:
-            return None
-        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if len(t.user_attrs.get("val_curve", [])) > e]
-        if len(done) < self.min_completed:
-            return None
-        for t in done:
-            a = t.user_attrs
-            if a["val_curve"][e] >= acc + self.margin and a["params"] <= params and a["macs"] <= macs:
-                return f"dominated after epoch {e + 1} by trial {t.number}"
-        return None
 
 
 @dataclasses.dataclass
