@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             error = str(err).splitlines()[0]
             print(f"explore: {error}", flush=True)
         minutes = (time.perf_counter() - t0) / 60
+    if not (args.out / "pareto.json").is_file():  # explore stopped before it had a front (bad input, no data)
+        print(f"error: explore wrote no {args.out / 'pareto.json'}: {error}", file=sys.stderr)
+        return 2
     pareto = json.loads((args.out / "pareto.json").read_text())
     work = args.out / "bench"
     work.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def command(args) -> list[str]:
             "--prune-warmup", str(args.prune_warmup)] + (["--final-augment"] if args.final_augment else [])
 
 
-def pruning_check(out: Path, margin: float = 0.5) -> dict:
+def pruning_check(out: Path, margin: float | None = None) -> dict:
     """The sizes of the completed trials and of those pruned in training, and how often the dominance rule would
     have pruned the wrong one, per epoch, judged on the run's completed trials (the only ones with a whole
     curve): over the ordered pairs (a, b) with a at no more params and MACs and ``margin`` points ahead after
@@ -61,6 +61,10 @@ def pruning_check(out: Path, margin: float = 0.5) -> dict:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
+
+    from tensorslim.search.pruner import Pruner, dominates
+
+    margin = Pruner.margin if margin is None else margin
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
@@ -76,8 +80,7 @@ def pruning_check(out: Path, margin: float = 0.5) -> dict:
         pairs = wrong = 0
         for a in done:
             for b in done:
-                if a is not b and a["params"] <= b["params"] and a["macs"] <= b["macs"] \
-                        and a["val_curve"][e] >= b["val_curve"][e] + margin:
+                if a is not b and dominates(a, b, e, margin):
                     pairs += 1
                     wrong += b["val_curve"][-1] >= a["val_curve"][-1]
         rows.append({"epoch": e + 1, "margin": margin, "pairs": pairs, "wrong": wrong,

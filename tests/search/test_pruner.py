@@ -70,3 +70,14 @@ def test_dominance_waits_for_enough_completed_trials_and_ignores_pruned_ones():
 def test_bad_pruner_settings_are_refused(kw):
     with pytest.raises(TensorSlimError):
         Pruner(**kw)
+
+
+def test_dominates_is_the_rule_the_benchmark_check_shares():
+    from tensorslim.search.pruner import dominates
+
+    a = {"val_curve": [80.0, 85.0], "params": 1_000, "macs": 10_000}
+    assert dominates(a, {"val_curve": [79.5, 90.0], "params": 1_000, "macs": 10_000}, 0, 0.5)  # exactly the margin
+    assert not dominates(a, {"val_curve": [79.6, 90.0], "params": 1_000, "macs": 10_000}, 0, 0.5)
+    assert not dominates(a, {"val_curve": [90.0, 84.6], "params": 1_000, "macs": 10_000}, 1, 0.5)  # epoch 2: 0.4 pt
+    assert not dominates(a, {"val_curve": [10.0], "params": 999, "macs": 10_000}, 0, 0.5)  # a has more params
+    assert not dominates(a, {"val_curve": [10.0], "params": 1_000, "macs": 9_999}, 0, 0.5)  # a has more MACs

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna.trial import TrialState
 
 from ..errors import TensorSlimError
+
+
+def dominates(a: Mapping[str, Any], b: Mapping[str, Any], epoch: int, margin: float) -> bool:
+    """Trial ``a`` dominates ``b`` after epoch index ``epoch``: ``margin`` points more validation accuracy there,
+    at no more params and MACs (each a mapping with ``val_curve``, ``params``, ``macs``: a trial's user attrs)."""
+    return (a["val_curve"][epoch] >= b["val_curve"][epoch] + margin and a["params"] <= b["params"]
+            and a["macs"] <= b["macs"])
 
 
 @dataclasses.dataclass
@@ -42,8 +49,8 @@ class Pruner:
                 if len(t.user_attrs.get("val_curve", [])) > e]
         if len(done) < self.min_completed:
             return None
+        this = {"val_curve": curve, "params": params, "macs": macs}
         for t in done:
-            a = t.user_attrs
-            if a["val_curve"][e] >= acc + self.margin and a["params"] <= params and a["macs"] <= macs:
+            if dominates(t.user_attrs, this, e, self.margin):
                 return f"dominated after epoch {e + 1} by trial {t.number}"
         return None
