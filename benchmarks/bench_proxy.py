@@ -10,6 +10,9 @@ method). Every point is judged by
   pruning used to threshold);
 * ``output_error`` — rung (b): the sum over compressed layers of each layer's relative output error on real
   activations (``--calibration`` training images, :func:`tensorslim.surgery.output_errors`);
+* ``output_disagreement`` — rung (b) seen at the network's output: the sum over compressed layers of the share
+  of the same images whose top-1 class changes when that layer alone is replaced
+  (:func:`tensorslim.surgery.output_disagreements`);
 * ``logit_error``: the relative error of the whole network's logits on the same images;
 * ``zero_shot``: validation accuracy with no training (``--val-samples`` images);
 * ``short_ft`` — rung (c): validation accuracy after ``--short-batches`` batches of fine-tuning;
@@ -47,8 +50,8 @@ from tensorslim.train import TrainConfig, evaluate, train  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 THREADS = os.environ.get("OMP_NUM_THREADS", "(unset)")  # as the command ran, for the recorded command
 BASELINE = ROOT / "benchmarks" / "models" / "convnet-fashion-mnist"
-PROXIES = ("weight_error", "output_error", "logit_error", "zero_shot", "short_ft")
-LOWER_IS_BETTER = {"weight_error", "output_error", "logit_error"}
+PROXIES = ("weight_error", "output_error", "output_disagreement", "logit_error", "zero_shot", "short_ft")
+LOWER_IS_BETTER = {"weight_error", "output_error", "output_disagreement", "logit_error"}
 
 
 def draw_points(spaces, n: int, seed: int) -> list[dict]:
@@ -95,12 +98,15 @@ def judge(base, point, sets, calib, args) -> dict:
         return {}
     errs = [float(getattr(small.get_submodule(n), "rel_error", None) or np.nan) for n in names]
     out = surgery.output_errors(base, small, calib, names)
+    flips = surgery.output_disagreements(base, small, calib, names)
     row = {
         "family": point["family"], "rules": rules, "layers": names,
         "methods": sorted({p.method for p in point["choice"].values()}),
         "params": sum(p.numel() for p in small.parameters()),
         "weight_error": float(np.nanmean(errs)) if not all(np.isnan(errs)) else None,
         "output_error": float(sum(out.values())),
+        "output_disagreement": float(sum(flips.values())),
+        "layer_output_errors": out, "layer_disagreements": flips,
         "logit_error": relative_logit_error(base, small, calib),
         "zero_shot": evaluate(small, val_set, batch_size=500, max_batches=args.val_samples // 500)["accuracy"],
     }

@@ -752,8 +752,8 @@ def _proxy_target(d: dict) -> str:
 
 def render_proxy(results: Path | None = None) -> str:
     d = load("proxy.json", results)
-    proxies = ["weight_error", "output_error", "logit_error", "zero_shot", "short_ft"]
-    rows = [[name, str(c["n"]), *[("—" if c[p] is None else f"{c[p]:.2f}") for p in proxies]]
+    proxies = ["weight_error", "output_error", "output_disagreement", "logit_error", "zero_shot", "short_ft"]
+    rows = [[name, str(c["n"]), *[("—" if c.get(p) is None else f"{c[p]:.2f}") for p in proxies]]
             for name, c in d["correlations"].items()]
     interval = d.get("interval95") or {}
     if interval:
@@ -766,8 +766,8 @@ def render_proxy(results: Path | None = None) -> str:
            + f"\nTarget: {d['target']}, {_proxy_target(d)}, on `{d['baseline']}`. Calibration: {st['calibration']} "
            f"training images; zero-shot and short fine-tune ({st['short_batches']} batches) on {st['val_samples']} "
            f"validation images; points drawn with seed {st['seed']}. Goal: ≥ 0.8 for rung (b), the output error.\n\n"
-           + md_table(["points", "n", "weight error", "rung (b): output error", "logit error", "zero-shot accuracy",
-                       "rung (c): short fine-tune"], rows)
+           + md_table(["points", "n", "weight error", "rung (b): output error", "rung (b) at the output: "
+                       "disagreement", "logit error", "zero-shot accuracy", "rung (c): short fine-tune"], rows)
            + ("\n\nRank bias of rung (b) per method (mean rank(final) − rank(proxy), as a share of the points; "
               "positive: the proxy under-rates the method): "
               + ", ".join(f"{m} {v:+.2f}" for m, v in bias.items()) if bias else ""))
@@ -775,12 +775,15 @@ def render_proxy(results: Path | None = None) -> str:
         other = []
         for name, e in draws:
             c, iv = e["correlations"]["all"], (e.get("interval95") or {}).get("output_error")
+            iv_d = (e.get("interval95") or {}).get("output_disagreement")
             other.append([f"`{name}`", str(e["settings"]["seed"]), str(c["n"]), _proxy_target(e),
                           f"{c['output_error']:.2f}" + (f" ({iv[0]:.2f}–{iv[1]:.2f})" if iv else ""),
+                          "—" if c.get("output_disagreement") is None else f"{c['output_disagreement']:.2f}"
+                          + (f" ({iv_d[0]:.2f}–{iv_d[1]:.2f})" if iv_d else ""),
                           f"{c['short_ft']:.2f}", f"`{e['command']}`"])
         out += ("\n\nEvery draw of points (different points, each its own run):\n\n"
-                + md_table(["run", "seed", "n", "target fine-tune", "rung (b) (95 % interval)", "rung (c)",
-                            "command"], other))
+                + md_table(["run", "seed", "n", "target fine-tune", "rung (b) (95 % interval)",
+                            "rung (b) at the output (95 % interval)", "rung (c)", "command"], other))
     return out
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from tensorslim import data, modeldir, models, surgery
 from tensorslim.workflows import _calibration_batch
@@ -53,6 +54,30 @@ def test_output_errors_match_a_hand_computation(lenet_dir):
         assert 0 < errors[name] < 2
     # the same layer, uncompressed: zero error
     assert surgery.output_errors(model, model, x, ["classifier.fc2"]) == {"classifier.fc2": 0.0}
+
+
+def test_output_disagreements_match_a_copy_with_one_layer_swapped():
+    import copy
+
+    torch.manual_seed(0)  # a random MLP on random inputs: its predictions spread over the classes
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
+    plan = {"rules": [{"layers": "1", "method": "svd", "rank": 1}, {"layers": "3", "method": "svd", "rank": 8}]}
+    compressed = surgery.compress(model, plan, (1, 8, 8))
+    x = torch.randn(300, 1, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = surgery.output_disagreements(model, compressed, x, ["1", "3"], batch_size=64)
+    with torch.inference_mode():
+        ref = model.eval()(x).argmax(1)
+        assert len(ref.unique()) >= 3
+        for name in ("1", "3"):  # by hand: a deep copy with that one layer replaced
+            one = copy.deepcopy(model)
+            one.set_submodule(name, copy.deepcopy(compressed.get_submodule(name)))
+            assert got[name] == (one.eval()(x).argmax(1) != ref).double().mean().item()
+    assert 0 < got["3"] < got["1"] < 1  # rank 1 of 48 changes more predictions than rank 8 of 32
+    # the original is put back: its own Linear modules, the same weights
+    assert all(type(model.get_submodule(n)) is nn.Linear for n in ("1", "3"))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert surgery.output_disagreements(model, model, x, ["5"]) == {"5": 0.0}
 
 
 def test_compress_warns_on_large_output_error_and_records_it(lenet_dir, tmp_path, capsys):

@@ -208,3 +208,25 @@ def test_target_is_recorded_and_reaches_every_rule(tmp_path):
     modeldir.save(saved, tmp_path / "m", input_shape=(1, 28, 28))
     loaded = modeldir.load(tmp_path / "m").tensorslim_compression
     assert loaded["plans"][-1]["target"] == "ort-x86" and loaded["layers"][0]["rank"] % 16 == 0
+
+
+class _LogSoftmaxHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(64, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return torch.log_softmax(self.head(torch.relu(self.body(x.flatten(1)))), dim=1)
+
+
+def test_the_layer_writing_the_logits_is_marked_and_its_svd_grid_keeps_half_the_classes():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    hidden, head = candidates(model, (1, 8, 8))
+    assert (hidden.is_output, head.is_output) == (False, True)
+    svd = methods.get("svd")
+    # fractions 1/16 .. 1 of min(32, 10) = 10: 1, 1, 2, 4, 5, 8, 10; the head floors them at ceil(10 / 2) = 5
+    assert [r for r, _ in svd.grid(head)] == [5, 8, 10]
+    assert [r for r, _ in svd.grid(hidden)] == [2, 4, 8, 12, 16, 24, 32]  # of min(64, 32) = 32
+    # an output computed from the layer's (log-softmax) is not the layer's own tensor: no floor, said as is
+    assert not any(c.is_output for c in candidates(_LogSoftmaxHead(), (1, 8, 8)))

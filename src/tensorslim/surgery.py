@@ -39,17 +39,24 @@ def factorized_types() -> dict[str, type[nn.Module]]:
 
 def trace_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[tuple, tuple]]:
     """Input and output shapes (without batch) of every module, from one batch-1 forward pass."""
+    return _trace(model, input_shape)[0]
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, tuple[tuple, tuple]], set[str]]:
+    """:func:`trace_shapes`, and the names of the modules whose output tensor is the model's output itself."""
     shapes: dict[str, tuple[tuple, tuple]] = {}
+    outputs: dict[str, torch.Tensor] = {}
     hooks = []
     for name, module in model.named_modules():
         def hook(mod, args, out, name=name):
             if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
                 shapes.setdefault(name, (tuple(args[0].shape[1:]), tuple(out.shape[1:])))
+                outputs[name] = out
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     try:
         with torch.inference_mode():
-            model.eval()(torch.zeros(1, *input_shape))
+            result = model.eval()(torch.zeros(1, *input_shape))
     except Exception as err:  # noqa: BLE001
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"model cannot take input shape {','.join(map(str, input_shape))}: {msg}") from None
@@ -57,12 +64,12 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tu
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return shapes
+    return shapes, {name for name, out in outputs.items() if out is result}
 
 
 def candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerContext]:
     """The Conv2d and Linear layers that a plan can address, in forward order, outside factorized layers."""
-    shapes = trace_shapes(model, input_shape)
+    shapes, output_names = _trace(model, input_shape)
     known = factorized_types()
     factorized = [n for n, m in model.named_modules() if type(m).__name__ in known]
     flattens = [shapes[n][0] for n, m in model.named_modules() if isinstance(m, nn.Flatten) and n in shapes]
@@ -72,7 +79,7 @@ def candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCont
             continue
         if any(name.startswith(f + ".") for f in factorized):
             continue
-        ctx = LayerContext(name, module, *shapes[name])
+        ctx = LayerContext(name, module, *shapes[name], is_output=name in output_names)
         if isinstance(module, nn.Linear):
             fed = [s for s in flattens if len(s) == 3 and math.prod(s) == module.in_features]
             ctx.flatten_from = fed[-1] if fed else None
@@ -325,6 +332,36 @@ def output_errors(original: nn.Module, compressed: nn.Module, x: torch.Tensor, l
         compressed.train(modes[1])
     return {name: (math.sqrt(sq_diff[name] / sq_ref[name]) if sq_ref[name] > 0
                    else 0.0 if sq_diff[name] == 0 else math.inf) for name in layers if name in reached}
+
+
+def output_disagreements(original: nn.Module, compressed: nn.Module, x: torch.Tensor, layers: list[str],
+                         *, batch_size: int = 256) -> dict[str, float]:
+    """Per named layer: the share of the inputs ``x`` whose top-1 class changes when that layer alone of
+    ``original`` is replaced by its counterpart in ``compressed`` (every other layer dense).
+
+    Rung (b) seen at the network's output: the layer's own error, weighted by what the layers after it pass on.
+    The layers are swapped in place for the measurement and put back (also on error)."""
+    def top1(model: nn.Module) -> torch.Tensor:
+        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+    modes = original.training, compressed.training
+    out: dict[str, float] = {}
+    try:
+        original.eval()
+        compressed.eval()
+        with torch.inference_mode():
+            ref = top1(original)
+            for name in layers:
+                dense = original.get_submodule(name)
+                original.set_submodule(name, compressed.get_submodule(name))
+                try:
+                    out[name] = float((top1(original) != ref).double().mean())
+                finally:
+                    original.set_submodule(name, dense)
+    finally:
+        original.train(modes[0])
+        compressed.train(modes[1])
+    return out
 
 
 def rebuild(model: nn.Module, compression: dict[str, Any], source: Any = "model.json") -> nn.Module:

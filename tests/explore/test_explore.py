@@ -75,23 +75,25 @@ def test_rerun_resumes_the_study(run, tiny_dir):
     assert again.pareto["search"]["study"] == run.pareto["search"]["study"]
 
 
-def test_budget_picks_a_point_or_names_the_closest(run, tiny_dir):
+def test_budget_picks_a_point_or_names_the_closest(run, tiny_dir, tmp_path):
     pts = run.points
     loose = explore(tiny_dir, "synthetic", out=run.out, budget="macs<=1.0,drop<=100", **FAST)
     best = max(pts, key=lambda p: (p["accuracy"], -p["macs"]))
     assert loose.selected["id"] == best["id"]
-    (run.out / "pareto.json").unlink()
-    (run.out / "plots" / "front.png").unlink()
+    # a budget no point meets: its own study (the constraints steer the sampler), in a folder of its own
+    out = tmp_path / "missed"
     with pytest.raises(ExploreError, match=r"no Pareto point meets the budget macs<=1e-06; closest is p\d\d") as err:
-        explore(tiny_dir, "synthetic", out=run.out, budget="macs<=0.000001", **FAST)
+        explore(tiny_dir, "synthetic", out=out, budget="macs<=0.000001", **FAST)
     assert "\n" not in str(err.value) and "pareto.json" in str(err.value)
-    # the front is written anyway, as a normal run writes it, with nothing selected
-    missed = json.loads((run.out / "pareto.json").read_text())
+    # the front is written anyway, as a normal run writes it (its models, its plot), with nothing selected
+    missed = json.loads((out / "pareto.json").read_text())
     assert missed["selected"] is None and missed["budget"] == "macs<=1e-06"
-    assert [p["id"] for p in missed["points"]] == [p["id"] for p in pts]
-    assert (run.out / "plots" / "front.png").read_bytes()[:4] == b"\x89PNG"
+    ids = [p["id"] for p in missed["points"]]
+    assert ids == [f"p{i:02d}" for i in range(len(ids))] and ids
+    assert all((out / p["path"] / "model.json").is_file() for p in missed["points"])
+    assert (out / "plots" / "front.png").read_bytes()[:4] == b"\x89PNG"
     closest = str(err.value).split("closest is ")[1][:3]
-    assert any(k != "dense" for k in next(p for p in pts if p["id"] == closest)["choices"].values())
+    assert any(k != "dense" for k in next(p for p in missed["points"] if p["id"] == closest)["choices"].values())
 
 
 def test_bad_storage_and_bad_input(tiny_dir, tmp_path):

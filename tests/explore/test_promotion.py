@@ -6,7 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tensorslim.explore.config import OBJECTIVE
-from tensorslim.explore.core import _promote
+from tensorslim.explore.promotion import promote as _promote
+from tensorslim.explore.promotion import skip_for_time
 
 OBJS = [OBJECTIVE["macs"], OBJECTIVE["memory"], OBJECTIVE["accuracy"]]
 
@@ -43,3 +44,12 @@ def test_equal_accuracy_prefers_fewer_macs_and_no_accuracy_objective_spreads_onl
     costs_only = [SimpleNamespace(values=[m, mem], user_attrs={"macs": m}) for m, mem in
                   [(100, 9), (200, 8), (300, 7), (400, 6), (500, 5)]]
     assert _promote(costs_only, no_acc, 2) == [0, 4]
+
+
+def test_a_finalist_that_cannot_end_in_the_time_left_is_skipped_unless_the_front_would_stay_empty():
+    # projected fine-tune seconds of three finalists in run order, 100 s left
+    assert skip_for_time([500.0, 50.0, 60.0], 0, 100.0, any_done=False)  # a later one fits: skip this one
+    assert not skip_for_time([500.0, 50.0, 60.0], 1, 100.0, any_done=False)  # fits
+    assert not skip_for_time([500.0, 400.0, 300.0], 0, 100.0, any_done=False)  # none fits, none done: run it
+    assert skip_for_time([500.0, 400.0, 300.0], 1, 100.0, any_done=True)  # one done already: skip
+    assert not skip_for_time([100.0], 0, 100.0, any_done=True)  # exactly the time left fits

@@ -14,9 +14,12 @@ from tensorslim.explore.evaluate import _Evaluator
 from tensorslim.layers import TTLinear
 
 
-def _ctx(module: nn.Module, input_shape, name="layer"):
+def _ctx(module: nn.Module, input_shape, name="layer", output=False):
+    """The layer's context in a model of it alone; a hidden layer (a ReLU after it) unless ``output``."""
     model = nn.Sequential()
     model.add_module(name, module)
+    if not output:
+        model.add_module("after", nn.ReLU())
     return surgery.candidates(model, input_shape)[0]
 
 
@@ -29,10 +32,12 @@ def _factorizations(n, d):
 
 def test_svd_points_hand_counts():
     torch.manual_seed(0)
-    ctx = _ctx(nn.Linear(12, 8), (12,))
+    ctx = _ctx(nn.Linear(12, 8), (12,))  # a hidden layer
     pts = space.layer_points(ctx, ["svd"])
     # round(f*8) for f in 1/16..1 -> 0(->1),1,2,3,4,6,8: six distinct ranks
     assert sorted(p.rank for p in pts) == [1, 2, 3, 4, 6, 8]
+    # the same layer writing the model's output: ranks below half its 8 outputs are left out
+    assert sorted(p.rank for p in space.layer_points(_ctx(nn.Linear(12, 8), (12,), output=True), ["svd"])) == [4, 6, 8]
     for p in pts:
         assert p.params == p.rank * (12 + 8) + 8
         assert p.macs == p.rank * (12 + 8)

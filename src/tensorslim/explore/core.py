@@ -39,7 +39,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,7 @@ from .latency import LatencyCache, describe
 from .layer_errors import ErrorCache, capture_inputs
 from .pareto import pick
 from .plots import front_plot, methods_plot
+from .promotion import promote, skip_for_time
 from .pruning import check_not_empty, prune
 from .space import ExploreError, enumerate_space, layer_signature
 
@@ -106,31 +106,6 @@ def open_storage(url: str):  # -> optuna.storages.BaseStorage
         raise StorageError(f"cannot open storage {_redact(url)!r}: {text[:240]}") from None
 
 
-def _spread(indices: list[int], key: Callable[[int], float], k: int) -> list[int]:
-    """At most ``k`` of ``indices``, evenly spaced along ``key`` (both ends included)."""
-    if len(indices) <= k:
-        return list(indices)
-    ordered = sorted(indices, key=key)
-    picks = sorted({round(i * (len(ordered) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
-    return [ordered[i] for i in picks]
-
-
-def _promote(front: list[Any], objs: Sequence[Any], k: int) -> list[int]:
-    """Which of the low-fidelity ``front`` trials get the full-fidelity fine-tune: at most ``k``, the most
-    accurate one always (it is the point a budget's accuracy limit needs most), the others spread evenly along
-    MACs (both ends included); in MACs order."""
-    def macs(i: int) -> float:
-        return front[i].user_attrs["macs"]
-
-    names = [o.name for o in objs]
-    if len(front) <= k or "accuracy" not in names:
-        return sorted(_spread(list(range(len(front))), macs, k), key=macs)
-    a = names.index("accuracy")
-    best = max(range(len(front)), key=lambda i: (front[i].values[a], -macs(i)))
-    rest = _spread([i for i in range(len(front)) if i != best], macs, k - 1) if k > 1 else []
-    return sorted([best, *rest], key=macs)
-
-
 def _calibration_indices(n: int, k: int, seed: int) -> list[int]:
     """``k`` distinct training indices out of ``n``, seeded (the same images on a rerun)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist()
@@ -151,6 +126,11 @@ def _reachable(base: dict[str, float], spaces) -> dict[str, float]:
         saved = sum(max((s.dense_cost()[key] - getattr(p, key) for p in s.survivors), default=0) for s in spaces)
         out[key] = (base[key] - saved) / base[key]
     return out
+
+
+def _choice(trial: Any, choices: dict[str, Any]) -> dict[str, str]:
+    """A trial's per-layer choice, every layer named ("dense" where the trial has none)."""
+    return {name: trial.params.get(name, "dense") for name in choices}
 
 
 def _families(choice: dict[str, str]) -> list[str]:
@@ -348,18 +328,32 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     for t in lowfi_front:
         uniq.setdefault(json.dumps(t.params, sort_keys=True), t)
     lowfi_front = list(uniq.values())
-    idx = _promote(lowfi_front, objs, cfg.full_evals)
+    idx = promote(lowfi_front, objs, cfg.full_evals)
     chosen = [lowfi_front[i] for i in idx]
     cfg.log(f"low-fidelity front: {len(lowfi_front)} points; full-fidelity evaluation of {len(chosen)}")
 
     # 4. full fidelity ------------------------------------------------------------------------------------
     hifi, t_hifi = [], time.perf_counter()
     teacher = model.eval() if cfg.distill else None
-    for t in chosen:
+    # with a time budget, each finalist's own batches are timed first: a factorized model can train several
+    # times slower than the original whose batch made the estimate, and a fine-tune that cannot end in the
+    # budget is skipped (not started and overrun), unless the front would otherwise stay empty
+    projected = {} if cfg.time_budget is None else {
+        t.number: cfg.finetune_batches * _time_per_batch(ev.build(_choice(t, choices)), train_set, cfg.batch_size,
+                                                         cfg.lr, cfg.seed) + t_full_eval for t in chosen}
+    skipped = []
+    for j, t in enumerate(chosen):
         if hifi and deadline.expired():  # at least one point is fine-tuned, so the front is never empty
-            cfg.log(f"time budget reached: {len(chosen) - len(hifi)} full-fidelity evaluations skipped")
+            cfg.log(f"time budget reached: {len(chosen) - len(hifi) - len(skipped)} full-fidelity evaluations "
+                    "skipped")
             break
-        choice = {name: t.params.get(name, "dense") for name in choices}
+        left = deadline.left()
+        if projected and skip_for_time([projected[u.number] for u in chosen], j, left, bool(hifi)):
+            skipped.append(t.number)
+            cfg.log(f"  trial {t.number}: its fine-tuning would take ~{format_seconds(projected[t.number])} (its "
+                    f"batches timed), more than the {format_seconds(left)} left of the time budget: skipped")
+            continue
+        choice = _choice(t, choices)
         model_t, rate = _finetune(lambda choice=choice: ev.build(choice), train_set, cfg.finetune_batches, lr=cfg.lr,
                                   batch_size=cfg.batch_size, seed=cfg.seed, teacher=teacher)
         val_acc = evaluate(model_t, val_set)["accuracy"]
@@ -367,7 +361,8 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         hifi.append({"trial": t.number, "choice": choice, "model": model_t, "val_accuracy": val_acc,
                      "finetune_lr": rate,
                      "lowfi_accuracy": t.values[cfg.objectives.index("accuracy")], **c})
-        left = (time.perf_counter() - t_hifi) / len(hifi) * (len(chosen) - len(hifi))
+        left = (sum(projected.get(u.number, 0.0) for u in chosen[j + 1:]) if projected else
+                (time.perf_counter() - t_hifi) / len(hifi) * (len(chosen) - len(hifi) - len(skipped)))
         cfg.log(f"  [{len(hifi)}/{len(chosen)}] trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} "
                 f"val acc {val_acc:.2f} %, ETA {format_seconds(left)}")
     front = [hifi[i] for i in pareto_indices([minimised({**h, "accuracy": h["val_accuracy"]}, objs) for h in hifi])]
@@ -414,7 +409,9 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
                    "finetune_batches": cfg.finetune_batches, "distill": cfg.distill,
                    "estimate_s": {k: round(v, 3) for k, v in estimate.items()},
                    "wall_s": round(deadline.elapsed(), 3), "time_budget_s": cfg.time_budget,
-                   "stopped_by_time_budget": deadline.hit or search_deadline.hit,
+                   "stopped_by_time_budget": deadline.hit or search_deadline.hit or bool(skipped),
+                   "full_projected_s": {str(k): round(v, 1) for k, v in projected.items()},
+                   "full_skipped_over_budget": skipped,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),

@@ -42,6 +42,7 @@ class LayerContext:
     input_shape: tuple[int, ...]  # without batch
     output_shape: tuple[int, ...]
     flatten_from: tuple[int, ...] | None = None  # C,H,W when a Linear is fed by an nn.Flatten of that shape
+    is_output: bool = False  # its output is the model's output as is (a classifier's logits)
 
     @property
     def dense_params(self) -> int:
