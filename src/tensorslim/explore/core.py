@@ -341,6 +341,10 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     projected = {} if cfg.time_budget is None else {
         t.number: cfg.finetune_batches * _time_per_batch(ev.build(_choice(t, choices)), train_set, cfg.batch_size,
                                                          cfg.lr, cfg.seed) + t_full_eval for t in chosen}
+    if projected:
+        cfg.log("finalists' fine-tunes, timed on their own batches: " + ", ".join(
+            f"trial {n} ~{format_seconds(v)}" for n, v in projected.items())
+            + f"; {format_seconds(deadline.left())} of the time budget left")
     skipped = []
     for j, t in enumerate(chosen):
         if hifi and deadline.expired():  # at least one point is fine-tuned, so the front is never empty
