@@ -6,8 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tensorslim.explore.config import OBJECTIVE
-from tensorslim.explore.promotion import promote as _promote
-from tensorslim.explore.promotion import skip_for_time
+from tensorslim.explore.promotion import promote, skip_for_time
 
 OBJS = [OBJECTIVE["macs"], OBJECTIVE["memory"], OBJECTIVE["accuracy"]]
 
@@ -24,26 +23,26 @@ FRONT = _front([(100, 9, 80.0), (200, 8, 85.0), (300, 7, 91.0), (400, 6, 88.0), 
 def test_the_most_accurate_point_is_promoted_with_the_cheapest():
     # two evaluations: the most accurate (index 2) and the cheapest; spreading along MACs alone would have
     # taken 0 and 4, leaving out the point that a budget's accuracy limit needs
-    assert _promote(FRONT, OBJS, 2) == [0, 2]
+    assert promote(FRONT, OBJS, 2) == [0, 2]
 
 
 def test_the_rest_are_spread_along_macs_including_both_ends():
-    assert _promote(FRONT, OBJS, 3) == [0, 2, 4]
-    assert _promote(FRONT, OBJS, 1) == [2]
+    assert promote(FRONT, OBJS, 3) == [0, 2, 4]
+    assert promote(FRONT, OBJS, 1) == [2]
 
 
 def test_a_small_front_is_promoted_whole():
-    assert _promote(FRONT, OBJS, 5) == [0, 1, 2, 3, 4]
-    assert _promote(FRONT[:2], OBJS, 3) == [0, 1]
+    assert promote(FRONT, OBJS, 5) == [0, 1, 2, 3, 4]
+    assert promote(FRONT[:2], OBJS, 3) == [0, 1]
 
 
 def test_equal_accuracy_prefers_fewer_macs_and_no_accuracy_objective_spreads_only():
     tie = _front([(100, 9, 80.0), (300, 7, 90.0), (200, 8, 90.0), (400, 6, 85.0)])
-    assert _promote(tie, OBJS, 1) == [2]
+    assert promote(tie, OBJS, 1) == [2]
     no_acc = [OBJECTIVE["macs"], OBJECTIVE["memory"]]
     costs_only = [SimpleNamespace(values=[m, mem], user_attrs={"macs": m}) for m, mem in
                   [(100, 9), (200, 8), (300, 7), (400, 6), (500, 5)]]
-    assert _promote(costs_only, no_acc, 2) == [0, 4]
+    assert promote(costs_only, no_acc, 2) == [0, 4]
 
 
 def test_a_finalist_that_cannot_end_in_the_time_left_is_skipped_unless_the_front_would_stay_empty():

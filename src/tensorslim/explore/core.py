@@ -345,14 +345,14 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         cfg.log("finalists' fine-tunes, timed on their own batches: " + ", ".join(
             f"trial {n} ~{format_seconds(v)}" for n, v in projected.items())
             + f"; {format_seconds(deadline.left())} of the time budget left")
-    skipped = []
+    skipped, in_order = [], [projected[t.number] for t in chosen] if projected else []
     for j, t in enumerate(chosen):
         if hifi and deadline.expired():  # at least one point is fine-tuned, so the front is never empty
             cfg.log(f"time budget reached: {len(chosen) - len(hifi) - len(skipped)} full-fidelity evaluations "
                     "skipped")
             break
         left = deadline.left()
-        if projected and skip_for_time([projected[u.number] for u in chosen], j, left, bool(hifi)):
+        if projected and skip_for_time(in_order, j, left, bool(hifi)):
             skipped.append(t.number)
             cfg.log(f"  trial {t.number}: its fine-tuning would take ~{format_seconds(projected[t.number])} (its "
                     f"batches timed), more than the {format_seconds(left)} left of the time budget: skipped")
@@ -365,7 +365,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         hifi.append({"trial": t.number, "choice": choice, "model": model_t, "val_accuracy": val_acc,
                      "finetune_lr": rate,
                      "lowfi_accuracy": t.values[cfg.objectives.index("accuracy")], **c})
-        left = (sum(projected.get(u.number, 0.0) for u in chosen[j + 1:]) if projected else
+        left = (sum(in_order[j + 1:]) if projected else
                 (time.perf_counter() - t_hifi) / len(hifi) * (len(chosen) - len(hifi) - len(skipped)))
         cfg.log(f"  [{len(hifi)}/{len(chosen)}] trial {t.number}: MACs {c['macs']:,} memory {c['memory']:,} "
                 f"val acc {val_acc:.2f} %, ETA {format_seconds(left)}")
