@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tensorslim import modeldir  # noqa: E402
+from tensorslim.cli.explore import ort_layer_ms, ort_model_latency  # noqa: E402
 from tensorslim.cost import profile  # noqa: E402
 from tensorslim.explore import explore  # noqa: E402
 from tensorslim.export import benchmark, export_onnx  # noqa: E402
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--target", default=None, help="deployment target the design points' ranks are rounded to "
                     "(ort-x86: as finetune's default rounds its ranks; default: the grids' own ranks)")
+    ap.add_argument("--objectives", default="macs,memory,accuracy",
+                    help="explore's objectives; with latency, each surviving layer point is timed in ONNX Runtime "
+                         "(batch 1, 1 thread) and pruning stage (d) removes those not faster than their dense layer")
     ap.add_argument("--rows-only", action="store_true",
                     help="skip explore: re-measure the rows of the run in --out (its pareto.json)")
     args = ap.parse_args(argv)
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             explore(BASELINE, "fashion-mnist", out=args.out, budget=args.budget, max_evals=args.max_evals,
                     low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                     lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
-                    max_error=args.max_error, target=args.target, log=lambda m: print(m, flush=True))
+                    max_error=args.max_error, target=args.target, objectives=args.objectives.split(","),
+                    latency_timer=ort_layer_ms, model_latency=ort_model_latency, log=lambda m: print(m, flush=True))
         except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
             error = str(err).splitlines()[0]
             print(f"explore: {error}", flush=True)

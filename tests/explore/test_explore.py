@@ -152,6 +152,32 @@ def test_latency_objective_is_measured_cached_per_machine_and_summed(tiny_dir, t
     assert again.pareto["pruning"]["latency"]["measured_now"] == 0 and len(calls) == n  # all from the cache
 
 
+def test_latency_stage_is_counted_per_method_and_names_a_vanished_method(tiny_dir, tmp_path):
+    """Stage (d) removes the points not faster than their dense layer; the report counts them per method, and a
+    method it removes entirely is named with that stage (a stand-in timer: Tucker-2 layers are slow)."""
+    def tucker_slow(module, input_shape, **kw):
+        slow = any(type(m).__name__ == "Tucker2Conv2d" for m in module.modules())
+        return 1e3 if slow else 1e-3 * sum(p.numel() for p in module.parameters())
+
+    fast = {**FAST, "methods": ["svd", "tucker2"], "max_evals": 3, "full_evals": 1, "finetune_batches": 2}
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", objectives=["macs", "latency", "accuracy"],
+                  latency_timer=tucker_slow, **fast)
+    pr = res.pareto["pruning"]
+    assert pr["stages"][-1] == "slower"
+    tucker = pr["methods"]["tucker2"]
+    before = tucker["points"] - sum(v for k, v in tucker["removed"].items() if k != "slower")
+    assert before > 0 and tucker["removed"]["slower"] == before and tucker["survivors"] == 0
+    assert tucker["vanished"]["stage"] == "slower" and "measured latency" in tucker["vanished"]["reason"]
+    assert pr["methods"]["svd"]["survivors"] > 0 and pr["methods"]["svd"]["removed"]["slower"] == 0
+    assert pr["points"]["slower"] == sum(v["survivors"] for v in pr["methods"].values())
+    assert sum(pr["latency"]["removed"].values()) == tucker["removed"]["slower"]
+    with pytest.raises(ExploreError, match=r"stage \(d\) measured latency below the original layer's removed the "
+                                           "last"):
+        explore(tiny_dir, "synthetic", out=tmp_path / "o2", objectives=["macs", "latency", "accuracy"],
+                latency_timer=lambda module, shape, **kw: 1e3 if sum(1 for _ in module.modules()) > 1 else 1.0,
+                **{**fast, "methods": ["tucker2"]})
+
+
 def test_real_layer_latency_is_measured_with_onnx_runtime():
     from torch import nn
 

@@ -1,5 +1,6 @@
 """Explore's promotion from the low-fidelity front to the full-fidelity fine-tune, against a hand choice: the
-most accurate low-fidelity point is always promoted, the rest are spread along MACs with both ends."""
+most accurate low-fidelity point is always promoted and runs first, the rest are spread along MACs with both
+ends, in MACs order."""
 
 from __future__ import annotations
 
@@ -23,17 +24,17 @@ FRONT = _front([(100, 9, 80.0), (200, 8, 85.0), (300, 7, 91.0), (400, 6, 88.0), 
 def test_the_most_accurate_point_is_promoted_with_the_cheapest():
     # two evaluations: the most accurate (index 2) and the cheapest; spreading along MACs alone would have
     # taken 0 and 4, leaving out the point that a budget's accuracy limit needs
-    assert promote(FRONT, OBJS, 2) == [0, 2]
+    assert promote(FRONT, OBJS, 2) == [2, 0]
 
 
 def test_the_rest_are_spread_along_macs_including_both_ends():
-    assert promote(FRONT, OBJS, 3) == [0, 2, 4]
+    assert promote(FRONT, OBJS, 3) == [2, 0, 4]
     assert promote(FRONT, OBJS, 1) == [2]
 
 
 def test_a_small_front_is_promoted_whole():
-    assert promote(FRONT, OBJS, 5) == [0, 1, 2, 3, 4]
-    assert promote(FRONT[:2], OBJS, 3) == [0, 1]
+    assert promote(FRONT, OBJS, 5) == [2, 0, 1, 3, 4]
+    assert promote(FRONT[:2], OBJS, 3) == [1, 0]
 
 
 def test_equal_accuracy_prefers_fewer_macs_and_no_accuracy_objective_spreads_only():

@@ -65,7 +65,7 @@ from .layer_errors import ErrorCache, capture_inputs
 from .pareto import pick
 from .plots import front_plot, methods_plot
 from .promotion import promote, skip_for_time
-from .pruning import check_not_empty, prune
+from .pruning import check_not_empty, prune, pruning_report
 from .space import ExploreError, enumerate_space, layer_signature
 
 
@@ -214,12 +214,6 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         f"{m} {v['survivors']}/{v['points']}" + (f" (none: {v['vanished']['reason']})" if "vanished" in v else "")
         for m, v in sorted(pruning["methods"].items())))
     ev = _Evaluator(model, spaces, input_shape, target=cfg.target)
-    reach = _reachable(ev.base, spaces)
-    pruning["reachable"] = reach
-    for key, limit in (cfg.budget.limits if cfg.budget else ()):
-        if key in reach and reach[key] > limit:
-            cfg.log(f"note: after pruning no combination reaches {key}<={limit:g} (the smallest is {reach[key]:.3g} "
-                    f"of the original's); a larger --max-error (now {cfg.max_error:g}) keeps more aggressive points")
     if "latency" in cfg.objectives:  # stage (d): measured latency, only for the survivors of (a)-(c)
         lat_cache = LatencyCache(cfg.latency_cache or cfg.out / "cache" / "latency.json", cfg.latency_timer,
                                  repeats=cfg.latency_repeats)
@@ -228,13 +222,19 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         finally:
             lat_cache.save()  # also when interrupted: a rerun reuses the measurements made so far
         after = [len(s.survivors) for s in spaces]
+        pruning.update(pruning_report(spaces, cfg.max_error, pruning["judged_by"]))  # stage (d) per method too
         pruning["latency"] = {**describe(lat_cache), "removed": removed, "points_after": sum(after),
                              "space_log10_after": round(math.log10(math.prod(1 + n for n in after)), 3)}
         cfg.log(f"measured latency ({lat_cache.measured} new measurements): {sum(removed.values())} points not "
-            f"faster than their dense layer removed, {sum(after)} left")
-        if not sum(after):
-            raise ExploreError("design space is empty after pruning: stage (d) measured latency below the "
-                               "original layer's removed the last points")
+            f"faster than their dense layer removed, {sum(after)} left; survivors per method: " + ", ".join(
+                f"{m} {v['survivors']}/{v['points']}" for m, v in sorted(pruning["methods"].items())))
+        check_not_empty(spaces, pruning)
+    reach = _reachable(ev.base, spaces)
+    pruning["reachable"] = reach
+    for key, limit in (cfg.budget.limits if cfg.budget else ()):
+        if key in reach and reach[key] > limit:
+            cfg.log(f"note: after pruning no combination reaches {key}<={limit:g} (the smallest is {reach[key]:.3g} "
+                    f"of the original's); a larger --max-error (now {cfg.max_error:g}) keeps more aggressive points")
     live = [s for s in spaces if s.survivors]
 
     # 3. low-fidelity search ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..errors import TensorSlimError
 from ..modeldir import COMPRESSION_ATTR
 from ..train import TrainConfig, evaluate, train
 from .latency import LatencyCache
+from .pruning import drop_points
 from .space import (
     LayerSpace,
     convert,
@@ -60,7 +61,7 @@ class _Evaluator:
                 if ms < dense:
                     keep.append(p)
             removed[s.name] = len(s.survivors) - len(keep)
-            s.survivors = keep
+            drop_points(s, "slower", keep)
         cache.save()
         return removed
 

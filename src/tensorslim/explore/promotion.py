@@ -19,17 +19,18 @@ def spread(indices: list[int], key: Callable[[int], float], k: int) -> list[int]
 def promote(front: list[Any], objs: Sequence[Any], k: int) -> list[int]:
     """Which of the low-fidelity ``front`` trials get the full-fidelity fine-tune: at most ``k``, the most
     accurate one always (it is the point a budget's accuracy limit needs most), the others spread evenly along
-    MACs (both ends included); in MACs order."""
+    MACs (both ends included). In run order: the most accurate first (a time budget that runs short leaves out
+    the others), then MACs order."""
     def macs(i: int) -> float:
         return front[i].user_attrs["macs"]
 
     names = [o.name for o in objs]
-    if len(front) <= k or "accuracy" not in names:
+    if "accuracy" not in names:
         return sorted(spread(list(range(len(front))), macs, k), key=macs)
     a = names.index("accuracy")
     best = max(range(len(front)), key=lambda i: (front[i].values[a], -macs(i)))
     rest = spread([i for i in range(len(front)) if i != best], macs, k - 1) if k > 1 else []
-    return sorted([best, *rest], key=macs)
+    return [best, *sorted(rest, key=macs)]
 
 
 def skip_for_time(projected: Sequence[float], j: int, left: float, any_done: bool) -> bool:

@@ -4,7 +4,9 @@ Pruning (:func:`prune`), each stage counted per layer and per method:
 
 (a) ``not-cheaper``: points whose MACs or memory are not strictly below the original layer's;
 (b) ``dominated``: points dominated within their layer on (params, MACs, memory, error);
-(c) ``error-bound``: points whose error exceeds ``max_error``.
+(c) ``error-bound``: points whose error exceeds ``max_error``;
+(d) ``slower`` (only with the latency objective, run by explore after (c), :func:`drop_points`): points whose
+    measured latency is not below the original layer's.
 
 Which error. Without calibration images the error is the relative Frobenius error of the layer's weight,
 measured by actually decomposing the layer for the survivors of (a) only, and cached (JSON, keyed by the
@@ -36,12 +38,13 @@ import torch
 from .layer_errors import ErrorCache, inputs_signature
 from .space import DesignPoint, ExploreError, LayerSpace, layer_signature, single_thread
 
-STAGES = ("not-cheaper", "method-dominated", "dominated", "error-bound")
+STAGES = ("not-cheaper", "method-dominated", "dominated", "error-bound", "slower")
 STAGE_TEXT = {
     "not-cheaper": "(a) MACs and memory below the original layer's",
     "method-dominated": "(a') not dominated within its own method on params/MACs/memory/weight error",
     "dominated": "(b) not dominated within the layer on params/MACs/memory/error",
     "error-bound": "(c) error <= max_error",
+    "slower": "(d) measured latency below the original layer's",
 }
 
 
@@ -128,6 +131,19 @@ def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorC
                 f"{k} {len(v)}" for k, v in stages.items()))
     cache.save()
     return pruning_report(spaces, max_error, judged_by="output error" if calibration is not None else "weight error")
+
+
+def drop_points(space: LayerSpace, stage: str, keep: Sequence[DesignPoint]) -> None:
+    """A later pruning stage on one layer: ``keep`` (a subset of the survivors) survives, the rest is counted as
+    removed by ``stage``, per method, as :func:`prune` counts its own stages (:func:`pruning_report` reads it)."""
+    left = {p.key for p in keep}
+    gone = [p for p in space.survivors if p.key not in left]
+    space.removed[stage] = len(gone)
+    counts: dict[str, int] = {}
+    for p in gone:
+        counts[p.label] = counts.get(p.label, 0) + 1
+    space.removed_by_method[stage] = counts
+    space.survivors = [p for p in space.survivors if p.key in left]
 
 
 def pruning_report(spaces: Sequence[LayerSpace], max_error: float, judged_by: str = "weight error") -> dict[str, Any]:
