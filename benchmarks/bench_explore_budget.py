@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objectives", default="macs,memory,accuracy",
                     help="explore's objectives; with latency, each surviving layer point is timed in ONNX Runtime "
                          "(batch 1, 1 thread) and pruning stage (d) removes those not faster than their dense layer")
+    ap.add_argument("--screen", type=int, default=0,
+                    help="explore's rung (b) screen: combinations judged by summed layer errors (0: off)")
     ap.add_argument("--rows-only", action="store_true",
                     help="skip explore: re-measure the rows of the run in --out (its pareto.json)")
     args = ap.parse_args(argv)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                     lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
                     max_error=args.max_error, target=args.target, objectives=args.objectives.split(","),
-                    latency_timer=ort_layer_ms, model_latency=ort_model_latency, log=lambda m: print(m, flush=True))
+                    screen=args.screen, latency_timer=ort_layer_ms, model_latency=ort_model_latency, log=lambda m: print(m, flush=True))
         except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
             error = str(err).splitlines()[0]
             print(f"explore: {error}", flush=True)

@@ -798,6 +798,12 @@ def render_explore_budget(results: Path | None = None) -> str:
                      f"{r['params_reduction']:.2f}×", f"{r['macs']:,}", f"{r['macs_reduction']:.2f}×",
                      pct(r["test_accuracy"]), f"{-r['drop']:+.2f} pt", f"{r['speedup_b1']:.2f}×"])
     met = ", ".join(f"{k} {'met' if v else 'not met'}" for k, v in d["met"].items())
+    pr, objectives = d["pruning"], d["settings"].get("objectives", "macs,memory,accuracy")
+    kept = (f" Objectives {objectives}. Pruning kept {list(pr['points'].values())[-1]:,} of {pr['points']['all']:,} "
+            "layer points; survivors per method: " + "; ".join(
+                f"{m} {v['survivors']}/{v['points']}" + (f", gone at stage {v['vanished']['stage']}"
+                                                         if "vanished" in v else "")
+                for m, v in sorted(pr["methods"].items())) + ".")
     return (source_line(d["command"], "explore-budget.json",
                         also=f"; rows re-measured with `{d['rows_command']}`" if d.get("rows_command") else "")
             + f"\nBudget `{d['budget']}` on `{d['baseline']}`; explore took {d['minutes']} min on 2 cores "
@@ -805,7 +811,7 @@ def render_explore_budget(results: Path | None = None) -> str:
             + "; ".join(f"{k}: {v}" for k, v in d["recipe"].items())
             + f". Goals (≥ 10× params, ≥ 3× MACs, ≤ 0.5 pt test drop, ≥ 2× ORT batch 1, ≤ 60 min): {met}. "
             f"Front points at least as accurate as the finetune-budget model (within 0.05 pt) with fewer params or "
-            f"MACs: {', '.join(d['front_points_beating_finetune_budget']) or 'none'}.\n\n"
+            f"MACs: {', '.join(d['front_points_beating_finetune_budget']) or 'none'}.{kept}\n\n"
             + md_table(["model", "params", "fewer", "MACs", "fewer", "test accuracy", "vs dense", "ORT b1 speedup"],
                        rows))
 

@@ -178,6 +178,24 @@ def test_latency_stage_is_counted_per_method_and_names_a_vanished_method(tiny_di
                 **{**fast, "methods": ["tucker2"]})
 
 
+def test_the_rung_b_screen_makes_its_best_combinations_the_first_trials(tiny_dir, tmp_path):
+    """With ``screen``, the first low-fidelity trials after the dense one are the feasible combinations with the
+    smallest summed layer error, checked against the errors space.json records and the trials' measured params."""
+    fast = {**FAST, "max_evals": 8, "full_evals": 1, "finetune_batches": 2}
+    res = explore(tiny_dir, "synthetic", out=tmp_path / "o", screen=400, budget="params<=0.8", **fast)
+    info = res.pareto["search"]["screen"]
+    k = info["picked"]
+    assert k == 4 and info["evaluated"] > 0  # max_evals // 2
+    errors = {(layer["layer"], p["key"]): p["error"]
+              for layer in json.loads((tmp_path / "o" / "space.json").read_text())["layers"] for p in layer["survivors"]}
+    trials = json.loads((tmp_path / "o" / "trials.json").read_text())
+    assert all(v == "dense" for v in trials[0]["choices"].values())
+    summed = [sum(errors[(n, c)] for n, c in t["choices"].items() if c != "dense") for t in trials[1:1 + k]]
+    assert [round(e, 4) for e in summed] == info["summed_error"] == sorted(info["summed_error"])
+    base = res.pareto["original"]["params"]
+    assert all(t["params"] <= 0.8 * base for t in trials[1:1 + k])  # measured on the built models
+
+
 def test_real_layer_latency_is_measured_with_onnx_runtime():
     from torch import nn
 

@@ -56,7 +56,9 @@ class ExploreConfig:
     ``model_latency`` (a :data:`tensorslim.study.latency.ModelLatency`: with a latency budget, the picked model
     is measured against the original and ``pareto.json`` gets ``selected_latency``); ``calibration``: training
     images whose activations judge each design point in pruning by its layer's output error (0: judged by the
-    weight error);
+    weight error); ``screen``: rung (b) over whole models before the short fine-tune, this many combinations
+    judged by their summed layer errors without building a model (:mod:`.screen`), the best ``max_evals // 2``
+    of them the first low-fidelity trials (0: off, the sampler starts from nothing);
     ``time_budget`` ("30m", "2h", seconds): stop searching when it is spent and write the front found so far;
     ``target`` (:mod:`tensorslim.methods.targets`: ``ort-x86``, ``xnnpack-arm``, ...): the deployment target whose
     channel multiple every design point's channel ranks are rounded to, recorded in each saved model so that
@@ -89,6 +91,7 @@ class ExploreConfig:
     latency_timer: LayerTimer | None = None
     model_latency: ModelLatency | None = None
     calibration: int = 256
+    screen: int = 0
     time_budget: str | float | None = None
     target: str | None = None
     plots: bool = True
@@ -109,6 +112,8 @@ class ExploreConfig:
         if "latency" in self.objectives and self.latency_timer is None:
             raise ExploreError("the latency objective needs latency_timer= (module, input_shape, threads=, "
                                "repeats=, warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
+        if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
+            raise ExploreError(f"screen must be a number of combinations >= 0, not {self.screen!r}")
         if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) or self.calibration < 0:
             raise ExploreError(f"calibration must be a number of images >= 0, not {self.calibration!r}")
         if self.target is not None:

@@ -6,7 +6,8 @@
 2. searches the product of the surviving points (plus "dense" per layer) with an Optuna multi-objective
    sampler (NSGA-II by default, TPE optional) at **low fidelity**: the accuracy on ``val_samples`` images of
    the validation split right after decomposition (``low_fidelity="zeroshot"``) or after a fine-tune of
-   that many batches (``low_fidelity=N``);
+   that many batches (``low_fidelity=N``); with ``screen``, its first trials are the combinations that rung (b),
+   the summed layer errors, ranks best within the budget's costs (:mod:`.screen`; no model built to judge them);
 3. re-evaluates at most ``full_evals`` points of the low-fidelity front at **full fidelity** (the most accurate
    one, and the others spread along MACs): a fine-tune of ``finetune_batches`` batches, then the whole
    validation split; the Pareto set of those is the result;
@@ -66,6 +67,7 @@ from .pareto import pick
 from .plots import front_plot, methods_plot
 from .promotion import promote, skip_for_time
 from .pruning import check_not_empty, prune, pruning_report
+from .screen import screen
 from .space import ExploreError, enumerate_space, layer_signature
 
 
@@ -249,7 +251,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         "layers": [layer_signature(s.ctx) for s in spaces], "dataset": dataset, "methods": sorted(cfg.methods),
         "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
         "lowfi": cfg.low_fidelity, "val_samples": cfg.val_samples, "seed": cfg.seed, "sampler": cfg.sampler,
-        "data": opts, "constraints": limits,
+        "data": opts, "constraints": limits, **({"screen": cfg.screen} if cfg.screen else {}),
         "choices": [[s.name, [p.key for p in s.survivors]] for s in live],
         **({"target": cfg.target} if cfg.target else {})}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
@@ -284,8 +286,19 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         return tuple(acc if o == "accuracy" else float(c[o]) for o in cfg.objectives)
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    screened = None
     if not done:
         study.enqueue_trial(dict.fromkeys(choices, "dense"))
+        if cfg.screen:  # rung (b) over whole models: the combinations it ranks best are the first trials
+            cands, screened = screen(live, lambda ch: {**ev.estimate(ch), **(
+                {"latency": ev.latency_of(ch)} if ev.latency is not None else {})}, ev.base, cfg.objectives,
+                limits, cfg.max_evals // 2, cfg.screen, cfg.seed)
+            for ch in cands:
+                study.enqueue_trial(ch)
+            cfg.log(f"rung (b) screen: {screened['evaluated']:,} combinations judged by their summed layer "
+                    f"errors in {screened['seconds']:.1f} s ({'all' if screened['exhaustive'] else 'NSGA-II'}); "
+                    f"{screened['feasible']:,} meet the budget's costs, {screened['front']} not dominated; the "
+                    f"{len(cands)} best are the first low-fidelity trials")
     todo = max(0, cfg.max_evals - len(done))
     cfg.log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
     t_batch = _time_per_batch(model, train_set, cfg.batch_size, cfg.lr, cfg.seed)
@@ -415,7 +428,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
                    "wall_s": round(deadline.elapsed(), 3), "time_budget_s": cfg.time_budget,
                    "stopped_by_time_budget": deadline.hit or search_deadline.hit or bool(skipped),
                    "full_projected_s": {str(k): round(v, 1) for k, v in projected.items()},
-                   "full_skipped_over_budget": skipped,
+                   "full_skipped_over_budget": skipped, "screen": screened,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),
