@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                     low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                     lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
                     max_error=args.max_error, target=args.target, objectives=args.objectives.split(","),
-                    screen=args.screen, latency_timer=ort_layer_ms, model_latency=ort_model_latency, log=lambda m: print(m, flush=True))
+                    screen=args.screen, latency_timer=ort_layer_ms, model_latency=ort_model_latency,
+                    log=lambda m: print(m, flush=True))
         except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
             error = str(err).splitlines()[0]
             print(f"explore: {error}", flush=True)

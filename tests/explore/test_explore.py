@@ -186,8 +186,8 @@ def test_the_rung_b_screen_makes_its_best_combinations_the_first_trials(tiny_dir
     info = res.pareto["search"]["screen"]
     k = info["picked"]
     assert k == 4 and info["evaluated"] > 0  # max_evals // 2
-    errors = {(layer["layer"], p["key"]): p["error"]
-              for layer in json.loads((tmp_path / "o" / "space.json").read_text())["layers"] for p in layer["survivors"]}
+    layers = json.loads((tmp_path / "o" / "space.json").read_text())["layers"]
+    errors = {(layer["layer"], p["key"]): p["error"] for layer in layers for p in layer["survivors"]}
     trials = json.loads((tmp_path / "o" / "trials.json").read_text())
     assert all(v == "dense" for v in trials[0]["choices"].values())
     summed = [sum(errors[(n, c)] for n, c in t["choices"].items() if c != "dense") for t in trials[1:1 + k]]
