@@ -804,6 +804,11 @@ def render_explore_budget(results: Path | None = None) -> str:
                 f"{m} {v['survivors']}/{v['points']}" + (f", gone at stage {v['vanished']['stage']}"
                                                          if "vanished" in v else "")
                 for m, v in sorted(pr["methods"].items())) + ".")
+    sc = d["search"].get("screen")
+    if sc:
+        kept += (f" Rung (b) screen: {sc['evaluated']:,} combinations judged by their summed layer errors in "
+                 f"{sc['seconds']:.0f} s, {sc['feasible']:,} within the budget's costs, the {sc['picked']} best made "
+                 "the first low-fidelity trials.")
     return (source_line(d["command"], "explore-budget.json",
                         also=f"; rows re-measured with `{d['rows_command']}`" if d.get("rows_command") else "")
             + f"\nBudget `{d['budget']}` on `{d['baseline']}`; explore took {d['minutes']} min on 2 cores "

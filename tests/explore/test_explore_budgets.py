@@ -170,15 +170,15 @@ def test_a_finalist_whose_timed_batches_exceed_the_budget_is_skipped_and_recorde
     calls = []
     real = core._time_per_batch
 
-    def timed(model, *args, **kwargs):  # the up-front estimate, then one call per finalist before its fine-tune
+    def timed(model, *args, **kwargs):  # the up-front estimate (plain, distilled), then one call per finalist
         calls.append(model)
-        return real(model, *args, **kwargs) if len(calls) != 2 else 1e6  # the first finalist: 1e6 s per batch
+        return real(model, *args, **kwargs) if len(calls) != 3 else 1e6  # the first finalist: 1e6 s per batch
     monkeypatch.setattr(core, "_time_per_batch", timed)
     msgs = []
     res = explore(tiny_dir, "synthetic", out=tmp_path / "o", time_budget="1h", log=msgs.append, **FAST)
     search = res.pareto["search"]
     projected = search["full_projected_s"]
-    assert len(calls) == 1 + len(projected) and len(projected) == FAST["full_evals"]
+    assert len(calls) == 2 + len(projected) and len(projected) == FAST["full_evals"]
     slow = max(projected, key=projected.get)
     assert projected[slow] > 3600 and search["full_skipped_over_budget"] == [int(slow)]
     assert search["full_evaluations"] == FAST["full_evals"] - 1 and search["stopped_by_time_budget"] is True

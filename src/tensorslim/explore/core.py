@@ -113,10 +113,12 @@ def _calibration_indices(n: int, k: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist()
 
 
-def _time_per_batch(model, train_set, batch_size: int, lr: float, seed: int, batches: int = 3) -> float:
-    """Seconds per fine-tuning batch, measured on a copy of ``model`` (for the up-front estimate)."""
+def _time_per_batch(model, train_set, batch_size: int, lr: float, seed: int, batches: int = 3,
+                    teacher=None) -> float:
+    """Seconds per fine-tuning batch, measured on a copy of ``model`` (distilled from ``teacher`` if given)."""
     start = time.perf_counter()
-    _finetune(lambda: copy.deepcopy(model), train_set, batches, lr=lr, batch_size=batch_size, seed=seed)
+    _finetune(lambda: copy.deepcopy(model), train_set, batches, lr=lr, batch_size=batch_size, seed=seed,
+              teacher=teacher)
     return (time.perf_counter() - start) / batches
 
 
@@ -302,15 +304,18 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     todo = max(0, cfg.max_evals - len(done))
     cfg.log(f"study {study_name} in {_redact(url)}: {len(done)} trials done, running {todo} more")
     t_batch = _time_per_batch(model, train_set, cfg.batch_size, cfg.lr, cfg.seed)
+    teacher = model.eval() if cfg.distill else None  # the full-fidelity batches run the teacher too
+    t_full_batch = _time_per_batch(model, train_set, cfg.batch_size, cfg.lr, cfg.seed, teacher=teacher)
     lowfi_batches = 0 if cfg.low_fidelity == "zeroshot" else int(cfg.low_fidelity)
     t_full_eval = t_eval * len(val_set) / max(1, min(cfg.val_samples, len(val_set)))
     estimate = {"lowfi_s": todo * (t_eval + lowfi_batches * t_batch),
-                "full_s": cfg.full_evals * (cfg.finetune_batches * t_batch + t_full_eval)}
+                "full_s": cfg.full_evals * (cfg.finetune_batches * t_full_batch + t_full_eval)}
     estimate["total_s"] = estimate["lowfi_s"] + estimate["full_s"]
     cfg.log(f"estimated wall time: {format_seconds(estimate['total_s'])} ({todo} low-fidelity trials ~"
             f"{format_seconds(estimate['lowfi_s'])}, up to {cfg.full_evals} full-fidelity fine-tunings of "
             f"{cfg.finetune_batches} batches ~{format_seconds(estimate['full_s'])}; measured here: "
-            f"{t_batch * 1000:.0f} ms per batch, {t_eval:.1f} s per low-fidelity evaluation)"
+            f"{t_batch * 1000:.0f} ms per batch, {t_full_batch * 1000:.0f} distilled, {t_eval:.1f} s per "
+            "low-fidelity evaluation)"
             + (f"; time budget {format_seconds(cfg.time_budget)}" if cfg.time_budget else ""))
     # with a time budget the search leaves time for the finalists' fine-tuning (its estimate, at most half)
     reserve = min(estimate["full_s"], 0.5 * cfg.time_budget) if cfg.time_budget else 0.0
@@ -347,13 +352,13 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
 
     # 4. full fidelity ------------------------------------------------------------------------------------
     hifi, t_hifi = [], time.perf_counter()
-    teacher = model.eval() if cfg.distill else None
     # with a time budget, each finalist's own batches are timed first: a factorized model can train several
     # times slower than the original whose batch made the estimate, and a fine-tune that cannot end in the
     # budget is skipped (not started and overrun), unless the front would otherwise stay empty
     projected = {} if cfg.time_budget is None else {
         t.number: cfg.finetune_batches * _time_per_batch(ev.build(_choice(t, choices)), train_set, cfg.batch_size,
-                                                         cfg.lr, cfg.seed) + t_full_eval for t in chosen}
+                                                         cfg.lr, cfg.seed, teacher=teacher) + t_full_eval
+        for t in chosen}
     if projected:
         cfg.log("finalists' fine-tunes, timed on their own batches: " + ", ".join(
             f"trial {n} ~{format_seconds(v)}" for n, v in projected.items())
