@@ -291,7 +291,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     screened = None
     if not done:
         study.enqueue_trial(dict.fromkeys(choices, "dense"))
-        if cfg.screen:  # rung (b) over whole models: the combinations it ranks best are the first trials
+        if cfg.screen and cfg.max_evals // 2:  # rung (b) over whole models: its best are the first trials
             cands, screened = screen(live, lambda ch: {**ev.estimate(ch), **(
                 {"latency": ev.latency_of(ch)} if ev.latency is not None else {})}, ev.base, cfg.objectives,
                 limits, cfg.max_evals // 2, cfg.screen, cfg.seed)

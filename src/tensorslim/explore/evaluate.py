@@ -60,8 +60,8 @@ class _Evaluator:
                 self.latency[(s.name, p.key)] = ms
                 if ms < dense:
                     keep.append(p)
-            removed[s.name] = len(s.survivors) - len(keep)
             drop_points(s, "slower", keep)
+            removed[s.name] = s.removed["slower"]
         cache.save()
         return removed
 

@@ -114,18 +114,10 @@ def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorC
         b = _non_dominated(list(stages.values())[-1], lambda p: p.error)
         stages["dominated"] = b
         stages["error-bound"] = [p for p in b if p.error <= max_error]
-        space.survivors = stages["error-bound"]
-        before = space.points
+        space.survivors = space.points
         space.removed, space.removed_by_method = {}, {}
         for stage, after in stages.items():
-            left = {p.key for p in after}
-            gone = [p for p in before if p.key not in left]
-            space.removed[stage] = len(gone)
-            counts: dict[str, int] = {}
-            for p in gone:
-                counts[p.label] = counts.get(p.label, 0) + 1
-            space.removed_by_method[stage] = counts
-            before = after
+            drop_points(space, stage, after)
         if log:
             log(f"{space.name}: {len(space.points)} points -> " + " -> ".join(
                 f"{k} {len(v)}" for k, v in stages.items()))

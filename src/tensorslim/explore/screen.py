@@ -44,8 +44,6 @@ def screen(live: Sequence[LayerSpace], costs: Costs, base: dict[str, float], obj
     ``objectives`` are explore's (the costs among them are compared); ``limits`` are the budget's
     ``(cost, fraction of base)``."""
     t0 = time.perf_counter()
-    if n <= 0:
-        return [], {"evaluated": 0, "picked": 0}
     options = {s.name: ["dense", *[p.key for p in s.survivors]] for s in live}
     error = summed_error(live)
     cost_names = [o for o in objectives if o != "accuracy"]
@@ -77,7 +75,9 @@ def screen(live: Sequence[LayerSpace], costs: Costs, base: dict[str, float], obj
     rows = [(dict(zip(options, key)), c, e) for key, (c, e) in seen.items()
             if any(v != "dense" for v in key) and all(c[k] / base[k] <= v for k, v in limits)]
     front = [rows[i] for i in pareto_indices([[c[k] for k in cost_names] + [e] for _, c, e in rows])]
-    if limits:
+    if n <= 0:
+        picked = []
+    elif limits:
         picked = sorted(range(len(front)), key=lambda i: front[i][2])[:n]
     else:
         picked = spread(list(range(len(front))), lambda i: front[i][1][cost_names[0]], n)
