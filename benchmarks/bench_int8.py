@@ -6,11 +6,14 @@ Three files, each measured as a file in ONNX Runtime:
 2. **fp32 factorized**: ``benchmarks/models/convnet-wide-budget-p007`` exported the same way (``--factorized NAME``:
    another committed model).
 3. **int8 factorized**: the same model through ``export_int8`` (ONNX Runtime static quantization, QDQ, int8
-   per-channel weights, uint8 activations), calibrated on a random sample of the Fashion-MNIST *training*
-   split, with ``keep_float="auto"``: the files keeping the first 0-4 compute nodes in float are timed against
-   the fp32 file and the fastest is kept (the choice and its timings are recorded). Two more files are timed
+   per-channel weights in 7 bits (``reduce_range``, the default), uint8 activations), calibrated on a random
+   sample of the Fashion-MNIST *training* split, with ``keep_float="auto"``: the files keeping the first 0-4
+   compute nodes in float are timed against the fp32 file and the fastest is kept (the choice and its timings
+   are recorded). Two more files are timed
    against it: the same quantization with int8 activations (to check the default) and with every node in
-   int8 (what the choice gains).
+   int8 (what the choice gains). A fourth, with 8-bit (full-range) weights, is measured for accuracy: on an x86
+   CPU without VNNI its u8 x s8 products saturate in ONNX Runtime (``quantize.REDUCE_RANGE``), so its accuracy
+   depends on the CPU; ``meta.isa`` records which this run had.
 
 The phone runtime, as ``.pte`` files in ``executorch.runtime`` (XNNPACK): the dense and the factorized model as
 fp32 programs (``export_pte_target``) and the factorized one as int8 (``export_pte_int8``: PT2E with XNNPACK's
@@ -73,7 +76,8 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
     test = data.load("fashion-mnist", "test", augment=False)
     paths = {"fp32 dense": work / "dense.onnx", "fp32 factorized": work / "factorized.onnx",
              "int8 factorized": work / "factorized.int8.onnx", "int8 factorized (s8 act.)": work / "s8.int8.onnx",
-             "int8 factorized (every node)": work / "all.int8.onnx"}
+             "int8 factorized (every node)": work / "all.int8.onnx",
+             "int8 factorized (8-bit weights)": work / "full.int8.onnx"}
     export_target(MODELS / DENSE, paths["fp32 dense"])
     export_target(MODELS / factorized, paths["fp32 factorized"])
     int8 = export_int8(MODELS / factorized, paths["int8 factorized"], "fashion-mnist", samples=samples, record=False,
@@ -83,6 +87,8 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
                 activations="int8", evaluate=None, record=False, keep_float=chosen)
     export_int8(MODELS / factorized, paths["int8 factorized (every node)"], "fashion-mnist", samples=samples,
                 evaluate=None, record=False, keep_float=0)
+    export_int8(MODELS / factorized, paths["int8 factorized (8-bit weights)"], "fashion-mnist", samples=samples,
+                evaluate=None, record=False, keep_float=chosen, reduce_range=False)
     files = {}
     for name, path in paths.items():
         files[name] = {"bytes": path.stat().st_size, "accuracy": evaluate_onnx(path, test)["accuracy"]}
@@ -109,7 +115,7 @@ def run(samples: int, repeats: int, work: Path, factorized: str = FACTORIZED) ->
             "repeats": repeats,
             "quantization": int8.quantized.quantization(), "calibration_split": "train", "test_split": "test",
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "nchwc_block": nchwc_block(),
-            "cpu": _cpu(), "goal": GOAL}
+            "cpu": _cpu(), "isa": _isa(), "goal": GOAL}
     return {"meta": meta, "files": files, "pairs": pairs, "goal": goal,
             "pte": run_pte(samples, repeats, work, test, factorized=factorized)}
 
@@ -177,6 +183,16 @@ def _cpu() -> str:
                     if line.startswith("model name"))
     except (OSError, StopIteration):
         return "unknown"
+
+
+def _isa() -> list[str]:
+    """The CPU's vector extensions that decide ORT's int8 kernels (AVX2, AVX-512, VNNI)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in set(flags) if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def format_table(result: dict) -> str:

@@ -386,10 +386,43 @@ def render_int8(results: Path | None = None) -> str:
             + (f"\n\nModels: dense `benchmarks/models/{m['dense']}`, factorized `benchmarks/models/{m['factorized']}`."
                if "factorized" in m else "")
             + f"\n\nMachine: {m['cpu']} (shared); onnxruntime {m['onnxruntime']}; {m['repeats']} alternating rounds. "
-              f"int8: {q['tool']}, {q['format']}, {q['weights']} weights per channel: {q['per_channel']}, "
+              f"{_isa(m)}int8: {q['tool']}, {q['format']}, {q['weights']} weights "
+              f"({q.get('weight_bits', 8)} bits) per channel: {q['per_channel']}, "
               f"{q['activations']} activations, {q['method']} calibration on {m['samples']} images of the "
               f"{m['calibration_split']} split.{_float_choice(q)}\n\n"
-            + md_table(head, rows) + "\n\n" + verdict + render_int8_pte(data.get("pte")))
+            + md_table(head, rows) + "\n\n" + verdict + _int8_isa_note(files, results)
+            + render_int8_pte(data.get("pte")))
+
+
+def _int8_isa_note(files: dict, results: Path | None) -> str:
+    """Why the 8-bit-weight row differs, and the same benchmark on an earlier CPU (``int8-earlier-cpu.json``)."""
+    full, cut = files.get("int8 factorized (8-bit weights)"), files.get("int8 factorized")
+    if full is None:
+        return ""
+    note = (f"\n\nThe headline file has 7-bit weights (`reduce_range`, the default; `--full-range` for 8 bits): "
+            f"ONNX Runtime's u8 × s8 kernels on x86 CPUs without VNNI (VPMADDUBSW) add two products into int16 "
+            f"and saturate with 8-bit weights, so the 8-bit file's accuracy depends on the CPU that runs it: "
+            f"{pct(full['accuracy'])} here against {pct(cut['accuracy'])} for 7 bits.")
+    path = (results or RESULTS) / "int8-earlier-cpu.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        speed, pte = old["goal"]["speedup_vs_fp32_factorized"], old.get("pte", {}).get("pairs", [{}])[0]
+        note += (f" The same benchmark on an earlier machine ({old['meta']['cpu']}, onnxruntime "
+                 f"{old['meta']['onnxruntime']}, 8-bit weights; `benchmarks/results/int8-earlier-cpu.json`): the "
+                 f"8-bit file reached {pct(old['files']['int8 factorized']['accuracy'])} there (no saturation), "
+                 f"{speed['1']:.2f}× / {speed['32']:.2f}× the fp32 factorized file's speed at batch 1 / 32"
+                 + (f", and the int8 .pte {pte['speedup']['1']['median']:.2f}× / {pte['speedup']['32']['median']:.2f}×"
+                    if pte else "")
+                 + ": int8's gain in speed depends on the CPU's integer instructions as well.")
+    return note
+
+
+def _isa(m: dict) -> str:
+    """The CPU's int8-relevant extensions (bench_int8 ``meta.isa``): ORT's u8 x s8 kernels saturate without VNNI."""
+    if "isa" not in m:
+        return ""
+    vnni = any("vnni" in f for f in m["isa"])
+    return f"CPU extensions: {', '.join(m['isa']) or 'none read'} ({'with' if vnni else '**no**'} VNNI). "
 
 
 def _float_choice(q: dict) -> str:

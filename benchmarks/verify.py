@@ -230,7 +230,8 @@ def verify_int8(results: Path, models: Path, *, timing: bool, repeats: int = REP
         export_target(models / meta["dense"], dense)
         export_target(models / meta["factorized"], fp32)
         export_int8(models / meta["factorized"], int8, DATASET, samples=meta["samples"], evaluate=None,
-                    record=False, keep_float=chosen)
+                    record=False, keep_float=chosen,  # a record without weight_bits predates 7-bit weights
+                    reduce_range=meta["quantization"].get("weight_bits", 8) == 7)
         for label, path in (("fp32 dense", dense), ("int8 factorized", int8)):
             row(f"{label} file bytes", files[label]["bytes"], path.stat().st_size,
                 path.stat().st_size == files[label]["bytes"], ",")

@@ -45,7 +45,8 @@ def copies(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     shutil.copy(BENCH / "results" / "verify.json", results / "verify.json")
-    shutil.copy(BENCH / "results" / "int8.json", results / "int8.json")
+    for name in ("int8.json", "int8-earlier-cpu.json"):  # the int8 table's sources
+        shutil.copy(BENCH / "results" / name, results / name)
     models = tmp_path / "models"
     shutil.copytree(BENCH / "models", models)
     return {"md": md, "results": results, "models": models}

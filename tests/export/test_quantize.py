@@ -100,6 +100,30 @@ def test_int8_outputs_are_close_to_fp32_on_calibration_like_inputs(int8_file, fp
     assert 0 < result.max_rel_err < 0.1
 
 
+def _weight_codes(path) -> list[np.ndarray]:
+    """The int8 weight tensors of a QDQ file (the first input of each DequantizeLinear fed by an int8 initializer)."""
+    proto = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return [inits[n.input[0]] for n in proto.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+
+
+def test_weights_are_7_bit_by_default_so_u8_s8_pair_sums_fit_int16_and_full_range_is_8_bit(int8_file, fp32_file,
+                                                                                            calib, tmp_path):
+    path, result = int8_file
+    codes = _weight_codes(path)
+    assert len(codes) == 3 and result.reduce_range and result.quantization()["weight_bits"] == 7
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in codes)
+    # VPMADDUBSW (x86 without VNNI) adds two u8 x s8 products into int16: 7-bit weights cannot saturate it
+    assert 32 < peak <= 64 and 2 * 255 * peak <= 32767
+    full = quantize_onnx(fp32_file, tmp_path / "full.onnx", calib, reduce_range=False)
+    peak_full = max(int(np.abs(w.astype(np.int32)).max()) for w in _weight_codes(full.path))
+    assert peak_full == 127 and 2 * 255 * peak_full > 32767 and full.quantization()["weight_bits"] == 8
+    with pytest.raises(ExportError, match="reduce_range must be true or false"):
+        quantize_onnx(fp32_file, tmp_path / "bad.onnx", calib, reduce_range="yes")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
 @pytest.mark.parametrize("kind", ["tensor", "numpy", "samples", "dataset", "dataloader", "generator"])
 def test_the_calibration_adapter_takes_every_kind_of_source(fp32_file, calib, kind):
     x = calib[:40]
@@ -246,13 +270,16 @@ def test_the_cli_exports_int8_and_refuses_bad_calibration(model_dir, tmp_path, c
     assert entry["calibration"]["samples"] == 32
     kept = tmp_path / "kept.int8.onnx"
     code, stdout, stderr = run(["export", str(model_dir), "--out", str(kept), "--int8", "--calibrate", "synthetic",
-                                "--calibrate-samples", "32", "--keep-float", "1"])
+                                "--calibrate-samples", "32", "--keep-float", "1", "--full-range"])
     assert code == 0, stderr
     assert "1 compute node(s) left in float" in stdout
     recorded = json.loads((model_dir / "metrics.json").read_text())["exports"]["kept.int8.onnx"]["quantization"]
     assert len(recorded["float_nodes"]) == 1 and _float_positions(kept) == [0]
+    assert recorded["weight_bits"] == 8 and max(int(np.abs(w.astype(np.int32)).max()) for w in _weight_codes(kept)) > 64
+    assert json.loads((model_dir / "metrics.json").read_text())["exports"]["cli.int8.onnx"]["quantization"][
+        "weight_bits"] == 7
     for args, word in ((["--int8"], "--calibrate"), (["--int8", "--calibrate", "nosuchset"], "nosuchset"),
-                       (["--keep-float", "2"], "--keep-float"),
+                       (["--keep-float", "2"], "--keep-float"), (["--full-range"], "--full-range"),
                        (["--int8", "--calibrate", "synthetic", "--keep-float", "x,"], "--keep-float"),
                        (["--int8", "--calibrate", "synthetic", "--keep-float", "nosuchnode"], "nosuchnode")):
         bad = tmp_path / "bad.onnx"

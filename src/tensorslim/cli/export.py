@@ -45,10 +45,14 @@ from ..resolve import parse_shape
               help="--int8 onnx: the first N compute nodes (Conv/Gemm/MatMul) stay in float, or comma-separated "
                    "node names, or 'auto': 0-4 leading nodes, each file timed against fp32 on this CPU (ONNX "
                    "Runtime, 1 thread, batch 1 and 32) and the fastest kept; the choice is recorded.")
+@click.option("--full-range", is_flag=True,
+              help="--int8 onnx: 8-bit weights instead of 7. Only for CPUs with VNNI (or Arm): x86 CPUs without "
+                   "VNNI saturate on full-range u8 x s8 products and lose accuracy (see "
+                   "tensorslim.export.quantize.REDUCE_RANGE).")
 def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, input_shape: str | None,
                weights: str | None, dataset: str, data_dir: str | None, rtol: float | None, exporter: str,
                deploy: str | None, realise: str, int8: bool, calibrate: str | None, calibrate_samples: int,
-               keep_float: str) -> None:
+               keep_float: str, full_range: bool) -> None:
     """Export TARGET (model directory or name) to ONNX and verify it against PyTorch in ONNX Runtime (or, with
     --format pte, to an ExecuTorch program verified in executorch.runtime)."""
     if batch != "dynamic":
@@ -62,6 +66,8 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
     keep = _keep_float(keep_float)
     if keep != 0 and (not int8 or fmt != "onnx"):
         raise TensorSlimError("--keep-float is for --int8 with --format onnx")
+    if full_range and (not int8 or fmt != "onnx"):
+        raise TensorSlimError("--full-range is for --int8 with --format onnx")
     if fmt == "pte":
         if deploy is not None or realise != "as_exported":
             raise TensorSlimError("--target and --realise are for --format onnx (they rewrite the ONNX file)")
@@ -91,7 +97,7 @@ def export_cmd(target: str, out: str, fmt: str, opset: int | None, batch: str, i
                            evaluate={"auto": "auto", "none": None}.get(dataset, dataset),
                            input_shape=parse_shape(input_shape), weights=weights, opset=opset, batch=batch,
                            rtol=fp32_rtol, exporter=exporter, target=deploy, realise=realise, keep_float=keep,
-                           log=click.echo if keep == "auto" else None)
+                           reduce_range=not full_range, log=click.echo if keep == "auto" else None)
         click.echo(done.summary())
         return
     result = export_target(target, out, input_shape=parse_shape(input_shape), weights=weights,

@@ -56,6 +56,14 @@ from .verify import DEFAULT_SAMPLES, VerificationError, compare, input_batches
 #: signed operand). The CPU provider fuses either into the same graph (QLinearConv, QGemm, NHWC MaxPool), and
 #: benchmarks/bench_int8.py times the two files in alternation: equal within the noise on the reference machine.
 ACTIVATIONS = ("uint8", "int8")
+#: Weights in 7 bits (``reduce_range``, the default) or the full int8 range. Why 7: on x86 CPUs without VNNI
+#: (AVX2, AVX-512 without VNNI), MLAS multiplies u8 x s8 with VPMADDUBSW, which adds pairs of products into int16
+#: and saturates (255 * 127 * 2 > 32767); ONNX Runtime's quantization docs name reduce_range as the remedy. With
+#: 7-bit weights the pair sum fits (255 * 63 * 2 < 32767), so the file computes the same integers on every x86
+#: CPU (VNNI, which sums in int32, and AVX2 alike) and on Arm. Measured on the committed convnet-wide (p007): the
+#: full-range file 93.08 % on an earlier session's CPU but 91.65 % on an AVX2-only one, the 7-bit file 93.00 % on
+#: the AVX2 one; BENCHMARKS.md's int8 table has both machines.
+REDUCE_RANGE = True
 #: Calibration methods (``onnxruntime.quantization.CalibrationMethod``): min/max of the activations, the
 #: 99.999th percentile, or the range minimising the KL divergence of the histogram.
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
@@ -86,6 +94,7 @@ class QuantizeResult:
     samples: int  # calibration samples used
     activations: str  # "uint8" or "int8"
     per_channel: bool
+    reduce_range: bool  # 7-bit weights (see REDUCE_RANGE)
     method: str
     ops: dict[str, int]
     max_rel_err: float  # max |int8 - fp32| / max |fp32| over the calibration samples
@@ -101,7 +110,8 @@ class QuantizeResult:
     def quantization(self) -> dict[str, Any]:
         """The settings, as recorded in ``metrics.json``."""
         out = {"tool": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
-               "activations": self.activations, "per_channel": self.per_channel, "method": self.method,
+               "activations": self.activations, "per_channel": self.per_channel,
+               "weight_bits": 7 if self.reduce_range else 8, "method": self.method,
                "float_nodes": list(self.float_nodes)}
         if self.selection is not None:
             out["float_selection"] = self.selection
@@ -161,7 +171,8 @@ def _reader(name: str, batches: list[np.ndarray]) -> Any:
     return Reader()
 
 
-def _check_options(activations: str, method: str, per_channel: Any, keep_float: Any = 0) -> None:
+def _check_options(activations: str, method: str, per_channel: Any, keep_float: Any = 0,
+                   reduce_range: Any = True) -> None:
     ok = (keep_float == "auto" or (isinstance(keep_float, int) and not isinstance(keep_float, bool) and keep_float >= 0)
           or (isinstance(keep_float, (list, tuple)) and all(isinstance(n, str) and n for n in keep_float)))
     if not ok:
@@ -171,8 +182,9 @@ def _check_options(activations: str, method: str, per_channel: Any, keep_float: 
         raise ExportError(f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
     if method not in METHODS:
         raise ExportError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
-    if not isinstance(per_channel, bool):
-        raise ExportError(f"per_channel must be true or false, got {per_channel!r}")
+    for what, flag in (("per_channel", per_channel), ("reduce_range", reduce_range)):
+        if not isinstance(flag, bool):
+            raise ExportError(f"{what} must be true or false, got {flag!r}")
 
 
 def compute_nodes(model: onnx.ModelProto) -> list[str]:
@@ -197,7 +209,8 @@ def float_nodes(model: onnx.ModelProto, keep_float: int | list[str] | tuple[str,
 
 
 def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_channel: bool, activations: str,
-              method: str, keep_float: int | list[str] | tuple[str, ...] = 0) -> QuantizeResult:
+              method: str, keep_float: int | list[str] | tuple[str, ...] = 0,
+              reduce_range: bool = REDUCE_RANGE) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``dest`` (written in place: callers pass a temporary) and run it against fp32.
 
     ``keep_float``: a count of leading compute nodes, or node names, that stay in float (``"auto"`` is
@@ -218,7 +231,8 @@ def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_cha
         keep = float_nodes(onnx.load(str(pre), load_external_data=False), keep_float)
         try:
             quantize_static(str(pre), str(dest), _reader(name, batches), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=qtype,
+                            per_channel=per_channel, reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                            activation_type=qtype,
                             calibrate_method=getattr(CalibrationMethod, METHODS[method]), nodes_to_exclude=keep)
             # The quantizer's long generated names and its all-zero bias and conv-weight zero points are a large
             # share of a small model's file: shortened and dropped, exactly (the file is then run against fp32
@@ -238,13 +252,14 @@ def _quantize(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_cha
             agree += int((ref[0].argmax(1) == got[0].argmax(1)).sum())
         total += b.shape[0]
     return QuantizeResult(path=dest, file_bytes=dest.stat().st_size, fp32_bytes=Path(fp32_path).stat().st_size,
-                          samples=total, activations=activations, per_channel=per_channel, method=method,
+                          samples=total, activations=activations, per_channel=per_channel,
+                          reduce_range=reduce_range, method=method,
                           ops=inspect_onnx(dest).ops, max_rel_err=float(max_rel), agreement=agree / total,
                           float_nodes=keep)
 
 
 def _quantize_auto(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, per_channel: bool, activations: str,
-                   method: str, log: Callable[[str], None] | None = None,
+                   method: str, reduce_range: bool = REDUCE_RANGE, log: Callable[[str], None] | None = None,
                    repeats: int = AUTO_REPEATS) -> QuantizeResult:
     """``keep_float="auto"``: quantize with the first 0..:data:`AUTO_MAX_FLOAT` compute nodes left in float, time
     each file against the fp32 one in alternation (ONNX Runtime, :data:`AUTO_THREADS` thread, batches
@@ -262,7 +277,7 @@ def _quantize_auto(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, pe
         for k in range(min(AUTO_MAX_FLOAT, n) + 1):
             path = Path(tmp) / f"float{k}.onnx"
             q = _quantize(fp32_path, path, batches, per_channel=per_channel, activations=activations,
-                          method=method, keep_float=k)
+                          method=method, keep_float=k, reduce_range=reduce_range)
             res = benchmark(str(path), against=str(fp32_path), batch_sizes=AUTO_BATCHES, threads=AUTO_THREADS,
                             repeats=repeats, labels=(f"int8, {k} float", "fp32"))
             ratios = {str(r.batch): round(float(r.speedup), 4) for r in res.comparison}
@@ -292,7 +307,8 @@ def _quantize_any(fp32_path: Path, dest: Path, batches: list[np.ndarray], *, kee
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: Any, *,
                   per_channel: bool = True, samples: int = DEFAULT_SAMPLES, activations: str = "uint8",
                   method: str = "minmax", batch_size: int = 32, seed: int | None = 0,
-                  keep_float: int | str | list[str] = 0, log: Callable[[str], None] | None = None) -> QuantizeResult:
+                  keep_float: int | str | list[str] = 0, reduce_range: bool = REDUCE_RANGE,
+                  log: Callable[[str], None] | None = None) -> QuantizeResult:
     """Quantize the fp32 ONNX file ``fp32_path`` to int8 (QDQ) into ``out_path``, calibrated on ``calibration``.
 
     Args:
@@ -306,19 +322,21 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         keep_float: compute nodes left in float: the first ``keep_float`` of them (0: all quantized), a list
             of node names, or ``"auto"``: 0 to :data:`AUTO_MAX_FLOAT` leading ones, each file timed against the
             fp32 one on this machine and the fastest kept (:func:`_quantize_auto`; the result's ``selection``).
+        reduce_range: 7-bit weights (default), so that x86 CPUs without VNNI compute the same as others
+            (:data:`REDUCE_RANGE`); False: the full int8 range, for CPUs known to have VNNI (or Arm).
 
     ``out_path`` is written atomically, after the int8 file was run in ONNX Runtime on the calibration inputs
     beside the fp32 one (``max_rel_err`` and ``agreement`` of the result). Raises ExportError (one line) for bad
     arguments, bad calibration inputs or a model the quantizer cannot take.
     """
-    _check_options(activations, method, per_channel, keep_float)
+    _check_options(activations, method, per_channel, keep_float, reduce_range)
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if out_path.is_dir():
         raise ExportError(f"{out_path}: is a directory; give the path of the .onnx file to write")
     batches = calibration_batches(calibration, fp32_path, samples=samples, batch_size=batch_size, seed=seed)
     with atomic_path(out_path) as tmp:
         result = _quantize_any(fp32_path, tmp, batches, per_channel=per_channel, activations=activations,
-                               method=method, keep_float=keep_float, log=log)
+                               method=method, keep_float=keep_float, reduce_range=reduce_range, log=log)
     result.path = out_path
     return result
 
@@ -366,21 +384,21 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
                 samples: int = DEFAULT_SAMPLES, evaluate: str | None = "auto", split: str = "test",
                 data_dir: str | os.PathLike | None = None, input_shape: Any = None, weights: str | None = None,
                 per_channel: bool = True, activations: str = "uint8", method: str = "minmax", seed: int = 0,
-                keep_float: int | str | list[str] = 0, record: bool = True, log: Callable[[str], None] | None = None,
-                **options: Any) -> Int8Export:
+                keep_float: int | str | list[str] = 0, reduce_range: bool = REDUCE_RANGE, record: bool = True,
+                log: Callable[[str], None] | None = None, **options: Any) -> Int8Export:
     """Export ``target`` (a model directory or name) to an int8 ONNX file ``out`` and measure its accuracy.
 
     ``calibrate``: a dataset name (a random sample of ``samples`` images of its **training** split, no
     augmentation) or any source of :func:`.verify.input_batches`. ``evaluate``: the dataset whose ``split``
     (default test) measures both files (``"auto"``: ``calibrate`` when it is a name, else the model's own
-    dataset; None: no accuracy). ``keep_float``: as in :func:`quantize_onnx`. With ``record`` and a model
-    directory, the measurement goes to its ``metrics.json`` under ``exports[out's file name]``
+    dataset; None: no accuracy). ``keep_float``, ``reduce_range``: as in :func:`quantize_onnx`. With ``record``
+    and a model directory, the measurement goes to its ``metrics.json`` under ``exports[out's file name]``
     (:func:`tensorslim.records.parse_exports`).
     ``options`` go to :func:`.onnx.export_target` (``opset``, ``batch``, ``rtol``, ``exporter``, ``target``,
     ``realise``).
     """
     log = log or (lambda _msg: None)
-    _check_options(activations, method, per_channel, keep_float)
+    _check_options(activations, method, per_channel, keep_float, reduce_range)
     job = _job(target, out, calibrate, evaluate, record, data_dir, ".onnx")
     if "passes" in inspect.signature(export_onnx).parameters:  # the exporter's graph passes: none for int8, since
         options.setdefault("passes", [])  # channel padding serves ORT's float NCHWc kernels; in int8 it is zeros
@@ -389,10 +407,11 @@ def export_int8(target: str | os.PathLike, /, out: str | os.PathLike, calibrate:
         fp32 = export_target(target, Path(tmp) / "fp32.onnx", input_shape=input_shape, weights=weights,
                              dataset=job.evaluate, data_dir=data_dir, **options)
         batches = calibration_batches(job.source, fp32.path, samples=samples, seed=seed)
-        log(f"quantizing to int8 (QDQ, per-channel weights) on {sum(len(b) for b in batches)} calibration samples")
+        log(f"quantizing to int8 (QDQ, per-channel {7 if reduce_range else 8}-bit weights) on "
+            f"{sum(len(b) for b in batches)} calibration samples")
         with atomic_path(job.out) as dest:
             q = _quantize_any(fp32.path, dest, batches, per_channel=per_channel, activations=activations,
-                              method=method, keep_float=keep_float, log=log)
+                              method=method, keep_float=keep_float, reduce_range=reduce_range, log=log)
             accuracy = fp32_accuracy = None
             if job.evaluate:
                 log(f"measuring both files on {job.evaluate} {split} in ONNX Runtime")
