@@ -13,7 +13,9 @@ model (``benchmarks/models/convnet-wide-budget-p01``, 10 epochs distilled), on:
   (target ≥ 2×);
 * wall time (target ≤ 1 hour on 2 cores).
 
-Writes ``benchmarks/results/explore-budget.json``.
+Writes ``benchmarks/results/explore-budget.json`` (``--json``: elsewhere). ``--warm-start
+benchmarks/models/convnet-wide-budget-p01`` starts explore from the finetune-budget model's own plan (its
+sensitivity-allocated ranks join the space) and its one-layer neighbours.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_explore_budget.py --out runs/explore-budget
 """
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                          "(batch 1, 1 thread) and pruning stage (d) removes those not faster than their dense layer")
     ap.add_argument("--screen", type=int, default=0,
                     help="explore's rung (b) screen: combinations judged by summed layer errors (0: off)")
+    ap.add_argument("--warm-start", action="append", default=[],
+                    help="explore's warm start: a plan file or model directory (e.g. the finetune-budget model "
+                         "benchmarks/models/convnet-wide-budget-p01), tried first with its neighbours")
+    ap.add_argument("--json", type=Path, default=RESULTS / "explore-budget.json", help="where the results go")
     ap.add_argument("--rows-only", action="store_true",
                     help="skip explore: re-measure the rows of the run in --out (its pareto.json)")
     args = ap.parse_args(argv)
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     base = {"params": bp.params, "macs": bp.macs,
             "test_accuracy": json.loads((BASELINE / "metrics.json").read_text())["accuracy"]["test"]}
     low = args.low_fidelity if args.low_fidelity == "zeroshot" else int(args.low_fidelity)
-    out_json = RESULTS / "explore-budget.json"
+    out_json = args.json
     earlier = json.loads(out_json.read_text()) if args.rows_only else {}
     if args.rows_only:  # re-measure the rows of an explore run already done (its pareto.json and the JSON)
         error, minutes = earlier["explore_error"], earlier["minutes"]
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     low_fidelity=low, full_evals=args.full_evals, finetune_batches=args.finetune_batches,
                     lr=args.lr, batch_size=args.batch_size, time_budget=args.time_budget, report=write_report,
                     max_error=args.max_error, target=args.target, objectives=args.objectives.split(","),
-                    screen=args.screen, latency_timer=ort_layer_ms, model_latency=ort_model_latency,
+                    screen=args.screen, warm_start=args.warm_start, latency_timer=ort_layer_ms,
+                    model_latency=ort_model_latency,
                     log=lambda m: print(m, flush=True))
         except Exception as err:  # noqa: BLE001 - an unmet budget: read the front it wrote anyway
             error = str(err).splitlines()[0]

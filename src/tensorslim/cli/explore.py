@@ -86,6 +86,10 @@ def _low_fidelity(text: str) -> str | int:
 @click.option("--screen", default=0, show_default=True, type=click.IntRange(0),
               help="rung (b) over whole models: judge this many combinations by their summed layer errors (no "
                    "model built) and make the best max-evals/2 the first low-fidelity trials (0: off)")
+@click.option("--warm-start", multiple=True, type=click.Path(),
+              help="a plan file, or a model directory recording one plan (e.g. finetune --budget's output): its "
+                   "layer choices join the space, never pruned, and it and its neighbours are the first trials "
+                   "(repeatable)")
 @click.option("--time-budget", default=None,
               help="stop searching after this long (e.g. 30m, 2h, 90s) and write the front found so far")
 @click.option("--target", type=click.Choice(method_registry.targets.names()), default=None,
@@ -97,13 +101,13 @@ def _low_fidelity(text: str) -> str | int:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="output directory")
 def explore_cmd(path, dataset, data_dir, methods, objectives, max_evals, full_evals, finetune_batches,
-                distill, low_fidelity, val_samples, max_factors, max_error, calibration, screen, time_budget, target,
-                sampler, budget, storage, seed, out) -> None:
+                distill, low_fidelity, val_samples, max_factors, max_error, calibration, screen, warm_start,
+                time_budget, target, sampler, budget, storage, seed, out) -> None:
     """Explore methods × ranks × TT shapes of a model directory; save its Pareto set."""
     result = explore(path, dataset, out=out, methods=_csv(methods), objectives=_csv(objectives),
                      max_evals=max_evals, budget=budget, storage=storage, sampler=sampler, seed=seed,
                      max_factors=max_factors, max_error=max_error, calibration=calibration, time_budget=time_budget,
-                     target=target, screen=screen,
+                     target=target, screen=screen, warm_start=list(warm_start),
                      low_fidelity=_low_fidelity(low_fidelity),
                      val_samples=val_samples, full_evals=full_evals, finetune_batches=finetune_batches, distill=distill,
                      data_dir=data_dir, latency_timer=ort_layer_ms, model_latency=ort_model_latency,

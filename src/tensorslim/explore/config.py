@@ -14,6 +14,7 @@ from ..study.pareto import Objective
 from ..study.progress import parse_duration
 from .latency import LayerTimer, ModelLatency
 from .pareto import Budget, parse_budget
+from .seeds import WarmStart, read_warm_start
 from .space import DEFAULT_METHODS, ExploreError
 
 #: the objectives explore can optimise, by name
@@ -58,7 +59,9 @@ class ExploreConfig:
     images whose activations judge each design point in pruning by its layer's output error (0: judged by the
     weight error); ``screen``: rung (b) over whole models before the short fine-tune, this many combinations
     judged by their summed layer errors without building a model (:mod:`.screen`), the best ``max_evals // 2``
-    of them the first low-fidelity trials (0: off, the sampler starts from nothing);
+    of them the first low-fidelity trials (0: off, the sampler starts from nothing); ``warm_start``: plans (plan
+    files, model directories recording one plan, plan dicts) whose layer choices join the space and, with their
+    neighbours, are the first trials (:mod:`.seeds`; read and checked here);
     ``time_budget`` ("30m", "2h", seconds): stop searching when it is spent and write the front found so far;
     ``target`` (:mod:`tensorslim.methods.targets`: ``ort-x86``, ``xnnpack-arm``, ...): the deployment target whose
     channel multiple every design point's channel ranks are rounded to, recorded in each saved model so that
@@ -92,6 +95,7 @@ class ExploreConfig:
     model_latency: ModelLatency | None = None
     calibration: int = 256
     screen: int = 0
+    warm_start: Sequence[WarmStart] | WarmStart = ()
     time_budget: str | float | None = None
     target: str | None = None
     plots: bool = True
@@ -114,6 +118,8 @@ class ExploreConfig:
                                "repeats=, warmup=) -> ms, e.g. tensorslim.cli.explore.ort_layer_ms (ONNX Runtime)")
         if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
             raise ExploreError(f"screen must be a number of combinations >= 0, not {self.screen!r}")
+        many = isinstance(self.warm_start, (list, tuple))
+        self.warm_start = tuple(read_warm_start(w) for w in (self.warm_start if many else [self.warm_start]))
         if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) or self.calibration < 0:
             raise ExploreError(f"calibration must be a number of images >= 0, not {self.calibration!r}")
         if self.target is not None:

@@ -66,8 +66,9 @@ from .layer_errors import ErrorCache, capture_inputs
 from .pareto import pick
 from .plots import front_plot, methods_plot
 from .promotion import promote, skip_for_time
-from .pruning import check_not_empty, prune, pruning_report
+from .pruning import check_not_empty, prune, pruning_report, reachable
 from .screen import screen
+from .seeds import add_warm_starts, warm_trials
 from .space import ExploreError, enumerate_space, layer_signature
 
 
@@ -120,16 +121,6 @@ def _time_per_batch(model, train_set, batch_size: int, lr: float, seed: int, bat
     _finetune(lambda: copy.deepcopy(model), train_set, batches, lr=lr, batch_size=batch_size, seed=seed,
               teacher=teacher)
     return (time.perf_counter() - start) / batches
-
-
-def _reachable(base: dict[str, float], spaces) -> dict[str, float]:
-    """The smallest params / MACs / memory any combination of the survivors reaches, as a share of the
-    original's: each layer at its own cheapest survivor (the costs add up over layers)."""
-    out = {}
-    for key in ("params", "macs", "memory"):
-        saved = sum(max((s.dense_cost()[key] - getattr(p, key) for p in s.survivors), default=0) for s in spaces)
-        out[key] = (base[key] - saved) / base[key]
-    return out
 
 
 def _choice(trial: Any, choices: dict[str, Any]) -> dict[str, str]:
@@ -196,6 +187,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
     deadline = Deadline(cfg.time_budget)
     spaces = enumerate_space(candidates(model, input_shape), cfg.methods, max_factors=cfg.max_factors,
                              multiple=targets.get(cfg.target).multiple if cfg.target else 1)
+    seeds = add_warm_starts(model, input_shape, spaces, cfg.warm_start)  # their points join the layers' spaces
     cfg.out.mkdir(parents=True, exist_ok=True)
     errors = ErrorCache(cfg.out / "cache" / "errors.json")
     calib = None
@@ -233,7 +225,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
             f"faster than their dense layer removed, {sum(after)} left; survivors per method: " + ", ".join(
                 f"{m} {v['survivors']}/{v['points']}" for m, v in sorted(pruning["methods"].items())))
         check_not_empty(spaces, pruning)
-    reach = _reachable(ev.base, spaces)
+    reach = reachable(ev.base, spaces)
     pruning["reachable"] = reach
     for key, limit in (cfg.budget.limits if cfg.budget else ()):
         if key in reach and reach[key] > limit:
@@ -254,6 +246,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         "objectives": cfg.objectives, "max_factors": cfg.max_factors, "max_error": cfg.max_error,
         "lowfi": cfg.low_fidelity, "val_samples": cfg.val_samples, "seed": cfg.seed, "sampler": cfg.sampler,
         "data": opts, "constraints": limits, **({"screen": cfg.screen} if cfg.screen else {}),
+        **({"warm_start": [p.to_dict() for p in cfg.warm_start]} if cfg.warm_start else {}),
         "choices": [[s.name, [p.key for p in s.survivors]] for s in live],
         **({"target": cfg.target} if cfg.target else {})}, sort_keys=True).encode()).hexdigest()
     study_name = f"explore-{signature[:16]}"
@@ -288,9 +281,12 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
         return tuple(acc if o == "accuracy" else float(c[o]) for o in cfg.objectives)
 
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    screened = None
+    screened, warm = None, warm_trials(live, seeds)
     if not done:
-        study.enqueue_trial(dict.fromkeys(choices, "dense"))
+        for ch in [dict.fromkeys(choices, "dense"), *warm]:  # the warm starts and their neighbours come first
+            study.enqueue_trial(ch)
+        if warm:
+            cfg.log(f"warm start: {len(seeds)} plan(s) and {len(warm) - len(seeds)} neighbours are the first trials")
         if cfg.screen and cfg.max_evals // 2:  # rung (b) over whole models: its best are the first trials
             cands, screened = screen(live, lambda ch: {**ev.estimate(ch), **(
                 {"latency": ev.latency_of(ch)} if ev.latency is not None else {})}, ev.base, cfg.objectives,
@@ -434,6 +430,7 @@ def _explore(model_dir: Path, dataset: Any, cfg: ExploreConfig) -> ExploreResult
                    "stopped_by_time_budget": deadline.hit or search_deadline.hit or bool(skipped),
                    "full_projected_s": {str(k): round(v, 1) for k, v in projected.items()},
                    "full_skipped_over_budget": skipped, "screen": screened,
+                   "warm_start": {"plans": seeds, "trials": warm} if seeds else None,
                    "hypervolume_lowfi": hypervolume([normalised({**t.user_attrs, "a": t.values[
                        cfg.objectives.index("accuracy")]}, "a") for t in lowfi_front], ref),
                    "hypervolume": hypervolume([normalised(p, "val_accuracy") for p in points], ref),

@@ -8,6 +8,9 @@ Pruning (:func:`prune`), each stage counted per layer and per method:
 (d) ``slower`` (only with the latency objective, run by explore after (c), :func:`drop_points`): points whose
     measured latency is not below the original layer's.
 
+A warm start's seed points (:mod:`.seeds`) go through every stage, their errors measured, but no stage removes
+them.
+
 Which error. Without calibration images the error is the relative Frobenius error of the layer's weight,
 measured by actually decomposing the layer for the survivors of (a) only, and cached (JSON, keyed by the
 layer's weights and the point). A weight error ranks methods unfairly: a TT or TCL layer with a large weight
@@ -91,7 +94,7 @@ def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorC
         ctx, dense = space.ctx, space.dense_cost()
         x = None if calibration is None else calibration.get(space.name)
         # (a) strictly cheaper than the original layer in MACs and in memory
-        a = [p for p in space.points if p.macs < dense["macs"] and p.memory < dense["memory"]]
+        a = [p for p in space.points if p.seed or (p.macs < dense["macs"] and p.memory < dense["memory"])]
         sig = layer_signature(ctx)
         with single_thread():
             cache.fill_tt_linear(ctx, sig, a)
@@ -104,7 +107,7 @@ def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorC
             kept = [q for m in dict.fromkeys(p.method for p in a)
                     for q in _non_dominated([p for p in a if p.method == m], lambda p: p.weight_error)]
             kept_keys = {p.key for p in kept}
-            a_prime = [p for p in a if p.key in kept_keys]  # enumeration order
+            a_prime = [p for p in a if p.key in kept_keys or p.seed]  # enumeration order
             x_sig = inputs_signature(x)
             with single_thread():
                 for p in a_prime:
@@ -127,8 +130,9 @@ def prune(spaces: Sequence[LayerSpace], *, max_error: float = 0.5, cache: ErrorC
 
 def drop_points(space: LayerSpace, stage: str, keep: Sequence[DesignPoint]) -> None:
     """A later pruning stage on one layer: ``keep`` (a subset of the survivors) survives, the rest is counted as
-    removed by ``stage``, per method, as :func:`prune` counts its own stages (:func:`pruning_report` reads it)."""
-    left = {p.key for p in keep}
+    removed by ``stage``, per method, as :func:`prune` counts its own stages (:func:`pruning_report` reads it).
+    A warm start's seed point is never removed."""
+    left = {p.key for p in keep} | {p.key for p in space.survivors if p.seed}
     gone = [p for p in space.survivors if p.key not in left]
     space.removed[stage] = len(gone)
     counts: dict[str, int] = {}
@@ -221,3 +225,13 @@ def check_not_empty(spaces: Sequence[LayerSpace], report: dict[str, Any]) -> Non
             raise ExploreError(f"design space is empty after pruning: stage {STAGE_TEXT[stage]}{extra} "
                                f"removed the last of {report['points']['all']} points")
     raise ExploreError("design space is empty after pruning")  # pragma: no cover
+
+
+def reachable(base: dict[str, float], spaces: Sequence[LayerSpace]) -> dict[str, float]:
+    """The smallest params / MACs / memory any combination of the survivors reaches, as a share of the
+    original's: each layer at its own cheapest survivor (the costs add up over layers)."""
+    out = {}
+    for key in ("params", "macs", "memory"):
+        saved = sum(max((s.dense_cost()[key] - getattr(p, key) for p in s.survivors), default=0) for s in spaces)
+        out[key] = (base[key] - saved) / base[key]
+    return out

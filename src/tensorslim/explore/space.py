@@ -54,6 +54,7 @@ class DesignPoint:
     memory: int
     error: float | None = None  # what pruning judged the point by: output error with calibration, else weight error
     weight_error: float | None = None
+    seed: bool = False  # a warm-start plan's choice (:mod:`.seeds`): judged by pruning, never removed
 
     @property
     def key(self) -> str:

@@ -101,6 +101,11 @@ class Method:
         if bad:
             raise ValueError(f"option {bad[0]!r} does not apply to {self.name}")
 
+    def explicit_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with the defaults this method would use filled in, as its design points name them (so
+        that a plan rule without options and the grid point it equals are one point)."""
+        return dict(options)
+
     # --- ranks ---------------------------------------------------------------------------------------------
 
     def rank_space(self, ctx: LayerContext, options: dict[str, Any]) -> tuple[int, int]:

@@ -39,6 +39,9 @@ class CP(Method):
             raise ValueError(f"cp option 'form' must be one of {', '.join(FORMS)}, not {options['form']!r}")
         check_cp_options(algorithm, {k: v for k, v in options.items() if k not in ("algorithm", "form")})
 
+    def explicit_options(self, options) -> dict[str, Any]:
+        return {"algorithm": "power", "form": "cp3", **options}  # the defaults of check_options and fit
+
     def rank_space(self, ctx: LayerContext, options: dict[str, Any]) -> tuple[int, int]:
         return 1, rank_bound(ctx.module)
 
