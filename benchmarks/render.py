@@ -820,8 +820,9 @@ def render_proxy(results: Path | None = None) -> str:
     return out
 
 
-def render_explore_budget(results: Path | None = None) -> str:
-    d = load("explore-budget.json", results)
+def render_explore_budget(results: Path | None = None, source: str = "explore-budget.json") -> str:
+    """An explore-budget run (``bench_explore_budget.py``; ``--json`` names its file)."""
+    d = load(source, results)
     rows = []
     for name, r in d["rows"].items():
         label = name + (f" ({'+'.join(r['methods'])})" if "methods" in r else "")
@@ -842,7 +843,14 @@ def render_explore_budget(results: Path | None = None) -> str:
         kept += (f" Rung (b) screen: {sc['evaluated']:,} combinations judged by their summed layer errors in "
                  f"{sc['seconds']:.0f} s, {sc['feasible']:,} within the budget's costs, the {sc['picked']} best made "
                  "the first low-fidelity trials.")
-    return (source_line(d["command"], "explore-budget.json",
+    warm = d["search"].get("warm_start")
+    if warm:
+        kept += (f" Warm start: {len(warm['plans'])} plan(s) ("
+                 + "; ".join(", ".join(f"{k} {v.split(':algorithm')[0]}" for k, v in pl.items())
+                             for pl in warm["plans"])
+                 + f") and {len(warm['trials']) - len(warm['plans'])} one-layer neighbours were the first trials"
+                 + f", of {d['search']['trials']} low-fidelity trials.")
+    return (source_line(d["command"], source,
                         also=f"; rows re-measured with `{d['rows_command']}`" if d.get("rows_command") else "")
             + f"\nBudget `{d['budget']}` on `{d['baseline']}`; explore took {d['minutes']} min on 2 cores "
             f"(estimate printed before the search: {d['search']['estimate_s']['total_s'] / 60:.1f} min). Recipes: "
@@ -900,6 +908,7 @@ RENDERERS: dict[str, Callable[[Path | None], str]] = {
     "reference-front": render_reference_front,
     "proxy": render_proxy,
     "explore-budget": render_explore_budget,
+    "explore-budget-warm": lambda results=None: render_explore_budget(results, "explore-budget-warm.json"),
     "latency-budget": render_latency_budget,
     "search": render_search,
     "search-full": render_search_full,

@@ -11,8 +11,8 @@ start explore can only come near it. With one:
 * pruning judges seed points like the others (their errors are computed and reported) but never removes them:
   the user asked for them;
 * the plan's combination (every other layer dense) is enqueued as one of the first low-fidelity trials, followed
-  by its **neighbours**: the plan with one layer moved to the next cheaper survivor of the same method (and
-  form) on that layer. Fewer params at nearly the plan's accuracy is what beats the plan; the sampler goes on
+  by its **neighbours**: the plan with one layer moved to the next cheaper survivor of the same method on that
+  layer (any CP form or algorithm for CP). Fewer params at nearly the plan's accuracy is what beats the plan; the sampler goes on
   from there.
 
 A warm start is a plan file (JSON, the schema of :mod:`tensorslim.plan`) or a model directory that records one
@@ -101,7 +101,7 @@ def warm_trials(live: Sequence[LayerSpace], seeds: Sequence[dict[str, str]]) -> 
     for seed in seeds:
         for name, key in seed.items():
             point = next(p for p in survivors[name] if p.key == key)
-            cheaper = [p for p in survivors[name] if p.label == point.label and p.params < point.params]
+            cheaper = [p for p in survivors[name] if p.method == point.method and p.params < point.params]
             if cheaper:
                 add({**seed, name: max(cheaper, key=lambda p: (p.params, -p.macs)).key})
     return list(trials.values())
