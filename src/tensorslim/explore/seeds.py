@@ -12,8 +12,8 @@ start explore can only come near it. With one:
   the user asked for them;
 * the plan's combination (every other layer dense) is enqueued as one of the first low-fidelity trials, followed
   by its **neighbours**: the plan with one layer moved to the next cheaper survivor of the same method on that
-  layer (any CP form or algorithm for CP). Fewer params at nearly the plan's accuracy is what beats the plan; the sampler goes on
-  from there.
+  layer (any CP form or algorithm for CP). Fewer params at nearly the plan's accuracy is what beats the plan;
+  the sampler goes on from there.
 
 A warm start is a plan file (JSON, the schema of :mod:`tensorslim.plan`) or a model directory that records one
 compression plan; a model directory is read for its plan only (its builder must still be a built-in: see
