@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(VENV)/bin/tensorslim demo
 
+# each test runs on one torch thread (tests/_threads.py), so one pytest worker per core; a file's tests stay on one
+# worker (--dist loadfile), so its module fixtures are built once
+JOBS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
 # re-measures the committed models in benchmarks/models/ against BENCHMARKS.md (needs Fashion-MNIST)
 verify: setup
