@@ -30,8 +30,7 @@ from torch import nn
 
 from .. import methods, modeldir, surgery
 from .. import plan as plan_mod
-from ..methods.base import FLOAT_BYTES
-from .space import DesignPoint, ExploreError, LayerSpace
+from .space import ExploreError, LayerSpace, design_point
 
 WarmStart = str | os.PathLike | dict | plan_mod.Plan
 
@@ -72,9 +71,8 @@ def add_warm_starts(model: nn.Module, input_shape: tuple[int, ...], spaces: Sequ
                                    f"(its layers: {', '.join(by_name)})")
             rule = plan.rule_for(entry["name"])
             options = methods.get(entry["method"]).explicit_options(rule.options if rule else {})
-            point = DesignPoint(space.name, entry["method"], entry["rank"], options, entry["params_after"],
-                                entry["macs_after"], FLOAT_BYTES * entry["params_after"] + space.output_bytes,
-                                seed=True)
+            point = design_point(space.ctx, entry["method"], entry["rank"], options, entry["params_after"],
+                                 entry["macs_after"], seed=True)
             same = next((p for p in space.points if p.key == point.key), None)
             if same is None:
                 space.points.append(point)

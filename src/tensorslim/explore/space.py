@@ -111,18 +111,23 @@ class LayerSpace:
 # --- enumeration --------------------------------------------------------------------------------------------
 
 
+def design_point(ctx: LayerContext, method: str, rank: Any, options: dict[str, Any], params: int, macs: int,
+                 **extra: Any) -> DesignPoint:
+    """A point with its memory as the module doc counts it: float32 weights plus the layer's output."""
+    memory = FLOAT_BYTES * params + FLOAT_BYTES * math.prod(ctx.output_shape)
+    return DesignPoint(ctx.name, method, rank, options, params, macs, memory, **extra)
+
+
 def layer_points(ctx: LayerContext, methods: Sequence[str] = DEFAULT_METHODS, *, max_factors: int = 3,
                  tt_ranks: Sequence[int] = TT_RANKS, multiple: int = 1) -> list[DesignPoint]:
     """Every design point of ``methods`` that applies to this layer, with its analytic costs: each method's own
     grid (:meth:`tensorslim.methods.Method.design_points`), its channel ranks rounded to ``multiple`` (a
     deployment target's, :mod:`tensorslim.methods.targets`; 1: as the grid gives them); duplicates once."""
-    out_bytes = FLOAT_BYTES * math.prod(ctx.output_shape)
     settings = {"max_factors": max_factors, "tt_ranks": tuple(tt_ranks), "multiple": multiple}
     unique: dict[str, DesignPoint] = {}
     for name in (m for m in method_registry.applicable(ctx) if m in methods):
         for c in method_registry.get(name).design_points(ctx, settings):
-            p = DesignPoint(ctx.name, name, c.rank, dict(c.options), c.params, c.macs,
-                            FLOAT_BYTES * c.params + out_bytes)
+            p = design_point(ctx, name, c.rank, dict(c.options), c.params, c.macs)
             unique.setdefault(p.key, p)
     return list(unique.values())
 
